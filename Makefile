@@ -1,0 +1,58 @@
+# Everything a user or CI runs. `make test` sets up what it needs from nothing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .venv-tools
+PIP_FLAGS := --quiet --disable-pip-version-check
+export AWS_DEFAULT_REGION ?= us-east-1
+export AWS_ACCESS_KEY_ID ?= testing
+export AWS_SECRET_ACCESS_KEY ?= testing
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: setup test unit lint demo bench schemas lock graph clean
+
+setup: $(BIN)/.installed $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e ".[dev]"
+	touch $@
+
+# The linters pin dependencies that conflict with moto's: each gets its own venv.
+$(TOOLS)/sam/.installed: tools-requirements/sam.txt
+	$(PYTHON) -m venv $(TOOLS)/sam
+	$(TOOLS)/sam/bin/pip install $(PIP_FLAGS) -r tools-requirements/sam.txt
+	touch $@
+
+$(TOOLS)/checkov/.installed: tools-requirements/checkov.txt
+	$(PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install $(PIP_FLAGS) -r tools-requirements/checkov.txt
+	touch $@
+
+test: setup
+	$(BIN)/ruff check src functions tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest --cov --cov-report=term --cov-report=xml tests
+
+unit: $(BIN)/.installed
+	$(BIN)/pytest tests/unit
+
+demo: $(BIN)/.installed
+	$(BIN)/routing-manager local run events/
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/run.py
+
+schemas: $(BIN)/.installed
+	$(BIN)/routing-manager schemas --write
+
+lock: $(BIN)/.installed
+	$(BIN)/routing-manager table lock
+
+graph: $(BIN)/.installed
+	$(BIN)/routing-manager graph --format svg -o docs/routing-graph.svg
+	$(BIN)/routing-manager graph --format mermaid -o docs/routing-graph.mmd
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .coverage coverage.xml .hypothesis

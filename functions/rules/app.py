@@ -1,0 +1,53 @@
+"""Rules Lambda: decides where a submitted video job goes.
+
+Input (from the state machine): {"detail": <video.job.submitted detail>,
+"creditBalance": <number or null>, "dryRun": <bool, heartbeat canary>}.
+Output: the decision the workflow branches on (see routing_core.engine).
+
+Cold start is what Lambda bills as INIT, so only Powertools Logger/Metrics and the
+plain-Python engine load here; pydantic loads only for an unverified routing table.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools.logging import Logger
+from aws_lambda_powertools.metrics import Metrics, MetricUnit
+from routing_core.engine import Engine, echo
+from routing_core.loading import DEFAULT_TABLE, load_table
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "routing-manager"))
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "VideoJobRouting"))
+engine = Engine(load_table(Path(os.environ.get("ROUTING_TABLE_PATH") or DEFAULT_TABLE)), os.environ)
+
+_OUTCOME_METRIC = {"route": "routed", "reject": "rejected"}
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    payload = event if isinstance(event, dict) else {}
+    detail = payload.get("detail")
+    job_id = detail.get("jobId") if isinstance(detail, dict) else None
+    logger.set_correlation_id(echo(job_id) if job_id is not None else None)
+
+    decision = engine.decide(detail, payload.get("creditBalance"))
+    dry_run = payload.get("dryRun") is True
+    if not dry_run:
+        metrics.add_dimension("provider", decision["provider"] or "none")
+        metrics.add_dimension("outcome", _OUTCOME_METRIC[decision["outcome"]])
+        metrics.add_metric(name="RoutingAttempts", unit=MetricUnit.Count, value=1)
+    # Never the prompt or other job content: only what the decision says.
+    logger.info(
+        "routing decision",
+        outcome=decision["outcome"],
+        provider=decision["provider"],
+        model=decision["model"],
+        rule=decision["rule"],
+        reason=decision["reason"],
+        dryRun=dry_run,
+    )
+    return decision

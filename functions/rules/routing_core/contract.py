@@ -1,0 +1,116 @@
+"""The event contract, one source of truth: pydantic models for what goes in and out.
+
+The JSON Schemas in events/schemas/ are generated from these models
+(`routing-manager schemas --write`); a test fails when they drift. The rules Lambda
+does not import this module (cold start): its engine applies the same rules by hand,
+and a property test checks the two agree.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+from routing_core import reasons
+
+SUBMITTED_SOURCE = "frontend.api"
+SUBMITTED_DETAIL_TYPE = "video.job.submitted"
+ROUTER_SOURCE = "routing.manager"
+ROUTED_DETAIL_TYPE = "video.job.routed"
+REJECTED_DETAIL_TYPE = "video.job.rejected"
+ROUTED_BY = "RoutingManager"
+
+_REQUIRED = {"min_length": 1, "pattern": r"\S"}
+
+
+class Feature(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    audio: StrictBool | None = Field(None, description="whether the video needs an audio track")
+
+
+class SubmittedJob(BaseModel):
+    """Detail of `video.job.submitted` (source `frontend.api`). Unknown fields pass through."""
+
+    model_config = ConfigDict(extra="allow", title="VideoJobSubmitted")
+
+    jobId: str = Field(description="idempotency key: one outcome per jobId",  # type: ignore[arg-type]
+                       examples=["550e8400-e29b-41d4-a716-446655440000"], **_REQUIRED)
+    userId: str = Field(examples=["user-123"], **_REQUIRED)  # type: ignore[arg-type]
+    prompt: str = Field(description="never logged by the router",  # type: ignore[arg-type]
+                        examples=["A corgi surfing on a beach at sunset"], **_REQUIRED)
+    lengthSec: float | None = Field(None, ge=reasons.MIN_LENGTH_SEC, le=reasons.MAX_LENGTH_SEC, examples=[8],
+                                    description="a JSON number; a numeric string is rejected")
+    resolution: str | None = Field(None, examples=["720p", "1080p"])
+    tier: Literal["standard", "premium"] | None = None
+    provider: str | None = Field(None, examples=["auto", "fal", "replicate"],
+                                 description="auto (default) or a provider of the routing table, any case")
+    feature: Feature | None = None
+
+    @field_validator("lengthSec", mode="before")
+    @classmethod
+    def _json_number(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise ValueError(reasons.INVALID_LENGTH_NAN)
+        return value
+
+
+class _Outbound(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    jobId: str
+    ts: str = Field(description="ISO 8601 time of the decision", examples=["2025-06-22T00:22:00Z"])
+
+
+class RoutedDetail(_Outbound):
+    """Detail of `video.job.routed` (source `routing.manager`)."""
+
+    model_config = ConfigDict(title="VideoJobRouted")
+    provider: str = Field(examples=["fal"])
+    model: str = Field(examples=["wan-i2v"])
+    queue: str = Field(description="queue name, not URL", examples=["FalJobQueue"])
+    routedBy: Literal["RoutingManager"] = ROUTED_BY
+
+
+class RejectedDetail(_Outbound):
+    """Detail of `video.job.rejected` (source `routing.manager`)."""
+
+    model_config = ConfigDict(title="VideoJobRejected")
+    status: Literal["rejected"] = "rejected"
+    reason: str = Field(description="a reason code (docs/EVENT_SCHEMA.md)", examples=["no_route"])
+    retryable: bool | None = Field(None, description="true for operational failures that replay can fix")
+
+
+class JobRecord(BaseModel):
+    """The item the router writes in `Jobs-{Stage}` (other agents may own other attributes)."""
+
+    model_config = ConfigDict(extra="allow", title="JobsTableRecord")
+    jobId: str
+    status: Literal["CLAIMED", "ROUTED", "REJECTED", "FAILED"]
+    claimedBy: str | None = Field(None, description="execution ARN holding the claim")
+    claimedAt: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    queue: str | None = None
+    routedAt: str | None = None
+    routedBy: Literal["RoutingManager"] | None = None
+    rejectionReason: str | None = None
+    rejectedAt: str | None = None
+    failureReason: str | None = None
+    failedAt: str | None = None
+    failedEvent: str | None = Field(None, description="the original event (JSON), kept for replay")
+    attempts: int | None = Field(None, description="claims taken, replays included")
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "video.job.submitted": SubmittedJob,
+    "video.job.routed": RoutedDetail,
+    "video.job.rejected": RejectedDetail,
+    "jobs-table-record": JobRecord,
+}
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    return {name: model.model_json_schema() for name, model in SCHEMAS.items()}

@@ -1,0 +1,217 @@
+"""The routing decision: a submitted job in, `route` or `reject` out, with the reasons.
+
+Hot path of the rules Lambda, so plain Python over dicts: the routing table is
+validated by pydantic (see table.py) and compiled here once into closures; a decision
+is then a handful of comparisons. Bad input never raises: it becomes a rejection.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from routing_core import reasons
+
+AUTO = "auto"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._:/-]")
+_MAX_ECHO = 64
+
+Check = Callable[["Job"], "str | None"]  # None when satisfied, else why not
+
+
+class Job:
+    """The inputs a rule may look at, taken once from the submitted detail."""
+
+    __slots__ = ("length", "resolution", "tier", "audio", "credits")
+
+    def __init__(self, length: float | None, detail: Mapping[str, Any], credits: Any) -> None:
+        self.length = length
+        resolution = detail.get("resolution")
+        self.resolution = resolution if isinstance(resolution, str) else None
+        tier = detail.get("tier")
+        self.tier = tier if isinstance(tier, str) else None
+        feature = detail.get("feature")
+        audio = feature.get("audio") if isinstance(feature, dict) else None
+        self.audio = audio if isinstance(audio, bool) else None
+        self.credits = credits if _is_number(credits) else None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def echo(value: Any) -> str:
+    """A user-supplied value made safe to put in a reason code, record and event."""
+    text = value if isinstance(value, str) else repr(value)
+    return _UNSAFE.sub("?", text[:_MAX_ECHO]) or "?"
+
+
+def _length_check(lo: float | None, hi: float | None) -> Check:
+    def check(job: Job) -> str | None:
+        if job.length is None:
+            return "lengthSec not given"
+        if lo is not None and job.length < lo:
+            return f"lengthSec {job.length:g} < {lo:g}"
+        if hi is not None and job.length > hi:
+            return f"lengthSec {job.length:g} > {hi:g}"
+        return None
+
+    return check
+
+
+def _in_check(attr: str, label: str, allowed: list[str]) -> Check:
+    allowed_set = frozenset(allowed)
+    shown = "/".join(allowed)
+
+    def check(job: Job) -> str | None:
+        value = getattr(job, attr)
+        if value is None:
+            return f"{label} not given"
+        return None if value in allowed_set else f"{label} {echo(value)} not in {shown}"
+
+    return check
+
+
+def _audio_check(wanted: bool) -> Check:
+    def check(job: Job) -> str | None:
+        have = bool(job.audio)
+        return None if have == wanted else f"feature.audio is {str(have).lower()}"
+
+    return check
+
+
+def _credits_check(minimum: float) -> Check:
+    def check(job: Job) -> str | None:
+        if job.credits is None:
+            return "credit balance unknown"
+        return None if job.credits >= minimum else f"credit balance {job.credits:g} < {minimum:g}"
+
+    return check
+
+
+def _compile_when(when: Mapping[str, Any]) -> list[Check]:
+    checks: list[Check] = []
+    length = when.get("lengthSec")
+    if length:
+        checks.append(_length_check(length.get("min"), length.get("max")))
+    if when.get("resolution"):
+        checks.append(_in_check("resolution", "resolution", when["resolution"]))
+    if when.get("tier"):
+        checks.append(_in_check("tier", "tier", when["tier"]))
+    if when.get("audio") is not None:
+        checks.append(_audio_check(when["audio"]))
+    if when.get("minCredits") is not None:
+        checks.append(_credits_check(when["minCredits"]))
+    return checks
+
+
+def _limit_checks(limits: Mapping[str, Any]) -> list[Check]:
+    """A provider's limits guard the auto rules: a rule never sends a job it cannot take."""
+    checks: list[Check] = []
+    if limits.get("maxLengthSec") is not None:
+        checks.append(_length_check(None, limits["maxLengthSec"]))
+    if limits.get("resolutions"):
+        checks.append(_in_check("resolution", "resolution", limits["resolutions"]))
+    if limits.get("audio") is False:
+        checks.append(_audio_check(False))
+    return checks
+
+
+class Engine:
+    """Decides for one routing table and one set of queue URLs (the function's environment)."""
+
+    def __init__(self, table: Mapping[str, Any], queue_urls: Mapping[str, str]) -> None:
+        self.providers: dict[str, dict[str, Any]] = {}
+        for name, spec in table["providers"].items():
+            self.providers[name] = {
+                "enabled": spec["enabled"],
+                "queue": spec["queue"],
+                "queueUrl": queue_urls.get(spec["queueUrlEnv"]) or None,
+                "model": spec["defaultModel"],
+                "limits": _limit_checks(spec["limits"]),
+            }
+        self.rules = [
+            (rule["name"], _compile_when(rule["when"]), rule["route"]["provider"],
+             rule["route"].get("model") or table["providers"][rule["route"]["provider"]]["defaultModel"])
+            for rule in table["rules"]
+        ]
+
+    def decide(self, detail: Any, credit_balance: Any = None) -> dict[str, Any]:
+        explanation: list[dict[str, Any]] = []
+        if not isinstance(detail, dict):
+            return _reject(reasons.MISSING_FIELD_PREFIX + "jobId", "validate", explanation,
+                           "the job detail is not a JSON object")
+        for field in reasons.REQUIRED_FIELDS:
+            value = detail.get(field)
+            if not isinstance(value, str) or not value.strip():
+                return _reject(reasons.MISSING_FIELD_PREFIX + field, "validate", explanation,
+                               f"{field} is absent, null, not a string or blank")
+
+        length = detail.get("lengthSec")
+        if length is not None:
+            if not _is_number(length) or (isinstance(length, float) and math.isnan(length)):
+                return _reject(reasons.INVALID_LENGTH_NAN, "validate", explanation,
+                               f"lengthSec is {type(length).__name__}, not a number")
+            if not reasons.MIN_LENGTH_SEC <= length <= reasons.MAX_LENGTH_SEC:
+                return _reject(reasons.INVALID_LENGTH_RANGE, "validate", explanation,
+                               f"lengthSec {length:g} outside {reasons.MIN_LENGTH_SEC}..{reasons.MAX_LENGTH_SEC}")
+
+        requested = detail.get("provider")
+        key = requested.strip().lower() if isinstance(requested, str) else requested
+        if key is not None and key not in ("", AUTO):
+            return self._explicit(requested, key, explanation)
+        explanation.append({"rule": "explicit-provider", "matched": False, "why": "provider is auto or not given"})
+
+        job = Job(length, detail, credit_balance)
+        for name, checks, provider_name, model in self.rules:
+            why = _first_failure(checks, job)
+            provider = self.providers[provider_name]
+            if why is None and not provider["enabled"]:
+                why = f"provider {provider_name} is disabled"
+            if why is None:
+                why = _first_failure(provider["limits"], job)
+                if why is not None:
+                    why = f"{provider_name} limit: {why}"
+            if why is not None:
+                explanation.append({"rule": name, "matched": False, "why": why})
+                continue
+            explanation.append({"rule": name, "matched": True, "why": f"routes to {provider_name}/{model}"})
+            return _route(provider_name, provider, model, name, explanation)
+        return _reject(reasons.NO_ROUTE, None, explanation, None)
+
+    def _explicit(self, requested: Any, key: Any, explanation: list[dict[str, Any]]) -> dict[str, Any]:
+        provider = self.providers.get(key) if isinstance(key, str) else None
+        if provider is None or not provider["enabled"]:
+            state = "disabled" if provider else "unknown"
+            return _reject(reasons.UNSUPPORTED_PROVIDER_PREFIX + echo(requested), "explicit-provider",
+                           explanation, f"provider {echo(requested)} is {state}")
+        return _route(key, provider, provider["model"], "explicit-provider", explanation,
+                      f"provider {key} requested")
+
+
+def _first_failure(checks: list[Check], job: Job) -> str | None:
+    for check in checks:
+        why = check(job)
+        if why is not None:
+            return why
+    return None
+
+
+def _route(name: str, provider: Mapping[str, Any], model: str, rule: str,
+           explanation: list[dict[str, Any]], why: str | None = None) -> dict[str, Any]:
+    if why is not None:
+        explanation.append({"rule": rule, "matched": True, "why": why})
+    if not provider["queueUrl"]:
+        return _reject(reasons.QUEUE_NOT_CONFIGURED_PREFIX + name, rule, explanation,
+                       f"no queue URL configured for {name}")
+    return {"outcome": "route", "provider": name, "model": model, "queue": provider["queue"],
+            "queueUrl": provider["queueUrl"], "reason": None, "rule": rule, "explanation": explanation}
+
+
+def _reject(reason: str, rule: str | None, explanation: list[dict[str, Any]], why: str | None) -> dict[str, Any]:
+    if why is not None:
+        explanation.append({"rule": rule, "matched": False, "why": why})
+    return {"outcome": "reject", "provider": None, "model": None, "queue": None, "queueUrl": None,
+            "reason": reason, "rule": rule, "explanation": explanation}

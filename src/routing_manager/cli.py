@@ -1,0 +1,214 @@
+"""`routing-manager`: the operator CLI (explain, local stack, publish, replay, graph, schemas)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from routing_manager import project
+from routing_manager.events import EventFileError, expand_paths, read_events
+
+app = typer.Typer(help="Routing Manager operator tooling.", no_args_is_help=True, add_completion=False)
+local_app = typer.Typer(help="The local stack: template.yaml deployed into moto, run in this process.",
+                        no_args_is_help=True)
+table_app = typer.Typer(help="The routing table (functions/rules/routing_table.json).", no_args_is_help=True)
+app.add_typer(local_app, name="local")
+app.add_typer(table_app, name="table")
+
+# Piped output (CI logs, files) gets a wide table rather than 80 folded columns.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+# --- explain ------------------------------------------------------------------------------
+
+def _explain_engine() -> Any:
+    """The engine as deployed: the locked routing table, every provider's queue configured
+    (placeholder URLs) unless the current environment names real ones."""
+    from routing_core.engine import Engine
+    from routing_core.loading import load_table
+
+    table_path = Path(os.environ.get("ROUTING_TABLE_PATH") or project.RULES_FUNCTION / "routing_table.json")
+    table = load_table(table_path)
+    urls = {spec["queueUrlEnv"]: os.environ.get(spec["queueUrlEnv"]) or f"https://sqs.local/{spec['queue']}"
+            for spec in table["providers"].values()}
+    return Engine(table, urls)
+
+
+@app.command()
+def explain(
+    event_file: Annotated[Path, typer.Argument(help="A submitted event: PutEvents entries, envelope or bare detail.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as one JSON line per event.")] = False,
+) -> None:
+    """Dry-run the routing decision for a submitted event, as the deployed function decides."""
+    try:
+        events = read_events(event_file)
+        engine = _explain_engine()
+    except (EventFileError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    for event in events:
+        decision = engine.decide(event.detail)
+        if as_json:
+            out.print(json.dumps(decision), markup=False, highlight=False)
+            continue
+        title = f"{event.origin}: [bold]{decision['outcome']}[/bold]"
+        table = Table(title=title, show_header=True, title_justify="left")
+        table.add_column("field")
+        table.add_column("value")
+        for key in ("provider", "model", "queue", "queueUrl", "reason", "rule"):
+            table.add_row(key, "-" if decision[key] is None else str(decision[key]))
+        out.print(table)
+        steps = Table(show_header=True, title="why", title_justify="left")
+        steps.add_column("rule")
+        steps.add_column("matched")
+        steps.add_column("because")
+        for step in decision["explanation"]:
+            steps.add_row(str(step["rule"]), "yes" if step["matched"] else "no", step["why"])
+        out.print(steps)
+
+
+# --- schemas and table --------------------------------------------------------------------
+
+@app.command()
+def schemas(
+    write: Annotated[bool, typer.Option("--write", help="Rewrite events/schemas/ from the models.")] = False,
+) -> None:
+    """Check (default) or write the JSON Schemas generated from the contract models."""
+    from routing_core.contract import json_schemas
+
+    stale = []
+    for name, schema in json_schemas().items():
+        path = project.SCHEMAS / f"{name}.schema.json"
+        text = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+        if write:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            out.print(f"wrote {path.relative_to(project.ROOT)}")
+        elif not path.exists() or path.read_text() != text:
+            stale.append(str(path.relative_to(project.ROOT)))
+    if stale:
+        raise fail("schemas drifted from the contract models: " + ", ".join(stale) + " (run: make schemas)",
+                   EXIT_FAILED)
+    if not write:
+        out.print("schemas match the contract models")
+
+
+@table_app.command("lock")
+def table_lock(
+    check: Annotated[bool, typer.Option("--check", help="Only check that the lock is current.")] = False,
+) -> None:
+    """Validate routing_table.json with pydantic and write its lock (what the Lambda loads fast)."""
+    from routing_core.loading import DEFAULT_TABLE, lock_is_current, write_lock
+    from routing_core.table import RoutingTableError
+
+    if check:
+        if not lock_is_current(DEFAULT_TABLE):
+            raise fail("routing_table.lock.json is stale: run `make lock`", EXIT_FAILED)
+        out.print("routing table lock is current")
+        return
+    try:
+        path = write_lock(DEFAULT_TABLE)
+    except RoutingTableError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"validated; wrote {path}")
+
+
+@table_app.command("validate")
+def table_validate(path: Annotated[Path, typer.Argument(help="A routing table JSON file.")]) -> None:
+    """Validate a routing table file; errors name each bad entry."""
+    from routing_core.table import RoutingTableError, validate_table
+
+    try:
+        table = validate_table(path.read_bytes(), source=str(path))
+    except OSError as exc:
+        raise fail(f"{path}: cannot read: {exc.strerror}") from None
+    except RoutingTableError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"{path}: valid ({len(table['providers'])} providers, {len(table['rules'])} rules)")
+
+
+# --- local stack --------------------------------------------------------------------------
+
+@local_app.command("run")
+def local_run(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Event files or folders (default: events/).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per job per line.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the executions.")] = 60.0,
+    lambda_log: Annotated[Path, typer.Option(help="Where the rules Lambda's log lines go.")] = Path(
+        ".local/rules-lambda.log"),
+) -> None:
+    """Deploy the stack in process, publish each event through EventBridge, report each job."""
+    import contextlib
+
+    from routing_manager.local import runner, stack
+
+    try:
+        files = expand_paths(paths or [project.EVENTS])
+        events = [event for path in files for event in read_events(path)]
+    except EventFileError as exc:
+        raise fail(str(exc)) from None
+    lambda_log.parent.mkdir(parents=True, exist_ok=True)
+    with (lambda_log.open("w") as log, contextlib.redirect_stdout(log),
+          err.status(f"deploying template.yaml and routing {len(events)} events ..."), stack.running() as local):
+        results = runner.publish_and_wait(local, events, timeout=timeout)
+    if as_json:
+        for result in results:
+            out.print(result.as_json(), markup=False, highlight=False)
+    else:
+        _print_results(results, runner.totals(results))
+    if any(r.status == "STUCK" for r in results):
+        raise fail(f"{sum(r.status == 'STUCK' for r in results)} executions still running after {timeout:g}s",
+                   EXIT_FAILED)
+
+
+def _print_results(results: list[Any], totals: tuple[Any, Any]) -> None:
+    table = Table(title="jobs", title_justify="left")
+    for column in ("jobId", "status", "provider/model", "queue", "reason", "path"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        target = f"{r.provider}/{r.model}" if r.provider else "-"
+        table.add_row(str(r.jobId), r.status, target, r.queue or "-", r.reason or "-", " > ".join(r.path))
+    out.print(table)
+    by_status, by_queue = totals
+    summary = Table(title="totals", title_justify="left")
+    summary.add_column("by")
+    summary.add_column("count", justify="right")
+    for status, count in sorted(by_status.items()):
+        summary.add_row(f"status {status}", str(count))
+    for queue, count in sorted(by_queue.items()):
+        summary.add_row(f"queue {queue}", str(count))
+    out.print(summary)
+
+
+@local_app.command("up")
+def local_up(
+    port: Annotated[int, typer.Option(help="Port of the local AWS endpoint.")] = 5000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Serve the local stack over HTTP for real clients (boto3, aws --endpoint-url)."""
+    from routing_manager.local import server
+
+    server.serve(host=host, port=port, announce=lambda line: print(line, flush=True))
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

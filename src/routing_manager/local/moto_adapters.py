@@ -1,0 +1,270 @@
+"""Every adapter over a gap of moto (pinned 5.2.5) that the local stack needs, in one place.
+
+Each closes one gap between moto and AWS and is tested in tests/unit/test_moto_adapters.py.
+Re-check each on a moto upgrade: when moto closes a gap, delete its adapter.
+
+| gap in moto 5.2.5                                            | adapter                          |
+|--------------------------------------------------------------|----------------------------------|
+| CloudFormation ignores DefinitionSubstitutions               | definition_substitutions_as_join |
+| CloudFormation creates state machines in a non-executing     | route_cfn_state_machines         |
+|   backend                                                    |                                  |
+| EventBridge accepts a Step Functions target, never starts it | deliver_events_to_step_functions |
+| Lambda without Docker returns a canned payload               | invoke_lambdas_in_process        |
+| Retry waits are real sleeps (up to minutes per test)         | compress_retry_waits             |
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+_installed: set[str] = set()
+_install_lock = threading.Lock()
+
+
+def _once(name: str) -> bool:
+    with _install_lock:
+        if name in _installed:
+            return False
+        _installed.add(name)
+        return True
+
+
+# --- DefinitionSubstitutions ------------------------------------------------------------
+
+def definition_substitutions_as_join(template: dict[str, Any]) -> dict[str, Any]:
+    """Apply each state machine's DefinitionSubstitutions as CloudFormation would.
+
+    AWS substitutes `${Key}` in the definition at deploy time; moto's CloudFormation
+    ignores the property and would create the machine with the placeholders in it.
+    """
+    for resource in template.get("Resources", {}).values():
+        if resource.get("Type") != "AWS::StepFunctions::StateMachine":
+            continue
+        props = resource["Properties"]
+        substitutions = props.pop("DefinitionSubstitutions", None)
+        if not substitutions:
+            continue
+        definition = props.pop("DefinitionString", None)
+        if definition is None:
+            definition = json.dumps(props.pop("Definition"))
+        if isinstance(definition, dict) and "Fn::Join" in definition:
+            separator, parts = definition["Fn::Join"]  # how SAM inlines Definition
+            if all(isinstance(part, str) for part in parts):
+                definition = separator.join(parts)
+        if not isinstance(definition, str):
+            raise ValueError("DefinitionString must be literal text for the local stack")
+        # Not Fn::Sub: moto implements it with string.Template once per key, and every pass turns
+        # "$$" into "$" ("$$.Execution.Id" would arrive as "$.Execution.Id"). A join of the
+        # literal text and the substituted values is what AWS produces, with no escaping rules.
+        pieces: list[Any] = []
+        for index, piece in enumerate(_PLACEHOLDER.split(definition)):
+            if index % 2 == 0:
+                pieces.append(piece)
+            elif piece in substitutions:
+                pieces.append(substitutions[piece])
+            else:
+                raise ValueError(f"${{{piece}}} in the definition has no DefinitionSubstitutions entry")
+        props["DefinitionString"] = {"Fn::Join": ["", pieces]}
+    return template
+
+
+# --- CloudFormation state machines -> the executing backend ----------------------------
+
+def route_cfn_state_machines() -> None:
+    """Create CloudFormation's state machines in the parser backend, the one that executes.
+
+    moto's StateMachine.create_from_cloudformation_json writes to `stepfunctions_backends`,
+    while the API (with execute_state_machine on) reads `stepfunctions_parser_backends`.
+    """
+    if not _once("cfn_state_machines"):
+        return
+    from moto.stepfunctions import models
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    def create(cls: Any, resource_name: str, cloudformation_json: dict[str, Any], account_id: str,
+               region_name: str, **kwargs: Any) -> Any:
+        props = cloudformation_json["Properties"]
+        name = props.get("StateMachineName") or resource_name
+        definition = props.get("DefinitionString") or json.dumps(props.get("Definition", {}))
+        tags = [{"key": t["Key"], "value": t["Value"]} for t in props.get("Tags", [])]
+        backend = stepfunctions_parser_backends[account_id][region_name]
+        return backend.create_state_machine(
+            name=name, definition=definition, roleArn=props["RoleArn"], tags=tags,
+            sm_type=props.get("StateMachineType", "STANDARD"),
+            loggingConfiguration=props.get("LoggingConfiguration"),
+            tracingConfiguration=props.get("TracingConfiguration"),
+        )
+
+    def delete(cls: Any, resource_name: str, cloudformation_json: dict[str, Any], account_id: str,
+               region_name: str) -> None:
+        backend = stepfunctions_parser_backends[account_id][region_name]
+        for machine in list(backend.state_machines):
+            if machine.name == resource_name or machine.arn == resource_name:
+                backend.delete_state_machine(machine.arn)
+
+    models.StateMachine.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment]
+    models.StateMachine.delete_from_cloudformation_json = classmethod(delete)  # type: ignore[method-assign,assignment]
+
+
+# --- EventBridge -> Step Functions ------------------------------------------------------
+
+def deliver_events_to_step_functions() -> None:
+    """Start an execution for each matching rule target that is a state machine.
+
+    As AWS does: the input is the whole event envelope, the execution name is unique,
+    and when StartExecution fails the event goes to the target's dead-letter queue.
+    """
+    if not _once("events_to_sfn"):
+        return
+    from moto.events import models
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+    from moto.utilities.arns import parse_arn
+
+    original = models.Rule.send_to_targets
+
+    def send_to_targets(self: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
+        state_machines = [t for t in self.targets if parse_arn(t["Arn"]).service == "states"]
+        others = copy.copy(self)  # moto raises NotImplementedError on targets it does not know
+        others.targets = [t for t in self.targets if t not in state_machines]
+        original(others, original_event, transform_input)
+        if not state_machines or not self.event_pattern.matches_event(original_event):
+            return
+        for target in state_machines:
+            arn = parse_arn(target["Arn"])
+            envelope = _aws_envelope(original_event)
+            backend = stepfunctions_parser_backends[arn.account][arn.region]
+            try:
+                backend.start_execution(target["Arn"], name=f"{envelope['id'][:36]}-{uuid.uuid4().hex[:8]}",
+                                        execution_input=json.dumps(envelope))
+            except Exception as exc:  # EventBridge would retry, then dead-letter the event
+                _dead_letter(self, target, envelope, exc)
+
+    models.Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
+
+
+def _aws_envelope(event: dict[str, Any]) -> dict[str, Any]:
+    envelope = dict(event)
+    if isinstance(envelope.get("time"), (int, float)):
+        envelope["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(envelope["time"])))
+    return envelope
+
+
+def _dead_letter(rule: Any, target: dict[str, Any], envelope: dict[str, Any], exc: Exception) -> None:
+    dlq = (target.get("DeadLetterConfig") or {}).get("Arn")
+    if not dlq:
+        return
+    from moto.sqs import sqs_backends
+
+    queue = dlq.split(":")[-1]
+    sqs_backends[rule.account_id][rule.region_name].send_message(
+        queue_name=queue, message_body=json.dumps(envelope),
+        message_attributes={"ERROR_MESSAGE": {"data_type": "String", "string_value": str(exc)[:256]},
+                            "RULE_ARN": {"data_type": "String", "string_value": rule.arn}},
+    )
+
+
+# --- Lambda in process ------------------------------------------------------------------
+
+@dataclass
+class InProcessFunction:
+    """A Lambda handler run in this process. `faults` are raised, in order, before the handler
+    runs: an AWS error code string is a Lambda service error (e.g. 'TooManyRequestsException'),
+    an exception instance is raised from the handler as an unhandled function error."""
+
+    handler: Callable[[Any, Any], Any]
+    name: str
+    faults: list[str | BaseException] = field(default_factory=list)
+    invocations: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Context:
+    def __init__(self, fn: Any) -> None:
+        self.function_name = fn.function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = fn.function_arn
+        self.memory_limit_in_mb = int(fn.memory_size or 128)
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{fn.function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + float(fn.timeout or 3)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+IN_PROCESS: dict[str, InProcessFunction] = {}
+
+
+def invoke_lambdas_in_process() -> None:
+    """Run registered functions' real handlers when moto's Lambda is invoked.
+
+    A handler exception comes back as AWS returns it (FunctionError Unhandled with
+    errorType/errorMessage), so Step Functions sees the same error names as on AWS.
+    """
+    if not _once("lambda_in_process"):
+        return
+    from moto.awslambda import models
+    from moto.core.exceptions import JsonRESTError
+
+    original = models.LambdaFunction.invoke
+
+    def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> str | bytes:
+        function = IN_PROCESS.get(self.function_arn)
+        if function is None:
+            return original(self, body, request_headers, response_headers)
+        with function.lock:
+            function.invocations += 1
+            fault = function.faults.pop(0) if function.faults else None
+        if isinstance(fault, str):
+            raise JsonRESTError(fault, f"injected fault: {fault}")
+        event = json.loads(body) if body else {}
+        try:
+            if fault is not None:
+                raise fault
+            result = function.handler(event, _Context(self))
+        except Exception as exc:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc),
+                               "stackTrace": traceback.format_tb(exc.__traceback__)[-3:]}).encode()
+        return json.dumps(result).encode()
+
+    models.LambdaFunction.invoke = invoke  # type: ignore[method-assign]
+
+
+# --- Retry waits ------------------------------------------------------------------------
+
+class _ScaledTime:
+    scale = 1.0
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds * self.scale)
+
+
+_scaled_time = _ScaledTime()
+
+
+def compress_retry_waits(scale: float) -> None:
+    """Keep every Retry's attempts and order but wait `scale` times as long (1.0 = as AWS)."""
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    _scaled_time.scale = scale
+    if _once("retry_waits"):
+        retrier_decl.time = _scaled_time  # type: ignore[assignment]
+
+
+def install(retry_scale: float = 0.01) -> None:
+    route_cfn_state_machines()
+    deliver_events_to_step_functions()
+    invoke_lambdas_in_process()
+    compress_retry_waits(retry_scale)

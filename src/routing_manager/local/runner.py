@@ -1,0 +1,94 @@
+"""Publish submitted events into a local stack and report what happened to each job."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from routing_core.contract import SUBMITTED_DETAIL_TYPE, SUBMITTED_SOURCE
+
+from routing_manager.events import SubmittedEvent
+from routing_manager.local.stack import Execution, LocalStack, execution_arns, wait_for_executions
+
+# The last state an execution entered says how the job ended.
+ENDINGS = {
+    "EmitRouted": "ROUTED",
+    "EmitRejected": "REJECTED",
+    "EmitMissingJobId": "REJECTED",
+    "AlreadyHandled": "DUPLICATE",
+    "JobFailed": "FAILED",
+    "AnnouncementFailed": "EMIT_FAILED",
+}
+
+
+@dataclass
+class JobResult:
+    jobId: Any
+    status: str
+    provider: str | None
+    model: str | None
+    queue: str | None
+    reason: str | None
+    path: list[str]
+    executionArn: str
+
+    def as_json(self) -> str:
+        keys = ("jobId", "status", "provider", "model", "queue", "reason", "path")
+        return json.dumps({k: v for k, v in asdict(self).items() if k in keys})
+
+
+def summarise(execution: Execution) -> JobResult:
+    last = execution.path[-1] if execution.path else None
+    if execution.status == "RUNNING":
+        status = "STUCK"
+    elif execution.status == "SUCCEEDED" or last in ENDINGS:
+        status = ENDINGS.get(last or "", execution.status)
+    else:
+        status = execution.status
+    decision = (execution.output or {}).get("decided", {}).get("decision", {}) if execution.output else {}
+    reason = decision.get("reason")
+    if status == "FAILED":
+        reason = execution.error
+    elif last == "EmitMissingJobId":
+        reason = "missing_required_field:jobId"
+    elif status in ("STUCK", "EMIT_FAILED") or execution.status not in ("SUCCEEDED", "FAILED"):
+        reason = execution.error or f"execution {execution.status.lower()}"
+    routed = status == "ROUTED"
+    return JobResult(
+        jobId=execution.job_id, status=status,
+        provider=decision.get("provider") if routed else None,
+        model=decision.get("model") if routed else None,
+        queue=decision.get("queue") if routed else None,
+        reason=None if routed else reason, path=execution.path, executionArn=execution.arn,
+    )
+
+
+def starts_workflow(event: SubmittedEvent) -> bool:
+    return event.source == SUBMITTED_SOURCE and event.detail_type == SUBMITTED_DETAIL_TYPE
+
+
+def publish_and_wait(stack: LocalStack, events: list[SubmittedEvent], timeout: float = 60.0) -> list[JobResult]:
+    """Publish through EventBridge PutEvents, as a frontend would, and wait for every execution.
+
+    An execution still running at the timeout is reported STUCK, never waited on forever."""
+    before = execution_arns(stack)
+    client = stack.client("events")
+    bus = stack.outputs.get("EventBusName")
+    for start in range(0, len(events), 10):
+        batch = events[start:start + 10]
+        response = client.put_events(Entries=[e.entry(bus) for e in batch])
+        if response.get("FailedEntryCount"):
+            failed = [r for r in response["Entries"] if r.get("ErrorCode")]
+            raise RuntimeError(f"PutEvents rejected {len(failed)} entries: {failed[0].get('ErrorMessage')}")
+    expected = sum(1 for e in events if starts_workflow(e))
+    executions = wait_for_executions(stack, expected, timeout=timeout, already=before)
+    executions.sort(key=lambda e: e.start)
+    return [summarise(e) for e in executions]
+
+
+def totals(results: list[JobResult]) -> tuple[Counter[str], Counter[str]]:
+    by_status = Counter(r.status for r in results)
+    by_queue = Counter(r.queue for r in results if r.queue)
+    return by_status, by_queue

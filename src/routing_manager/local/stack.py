@@ -1,0 +1,270 @@
+"""The local stack: the real template.yaml, translated by aws-sam-translator and deployed into
+moto's CloudFormation; the real ASL executed by moto's interpreter; the real rules Lambda
+run in this process. Used by the tests, `routing-manager local run` and `local up`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from routing_manager import project
+from routing_manager.local import moto_adapters
+
+REGION = "us-east-1"
+STACK_NAME = "routing-manager-local"
+TAP_QUEUE = "routing-manager-event-tap"
+TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+
+class _NoManagedPolicies:
+    """samtranslator asks IAM for managed policy ARNs; the template names ARNs only."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def load_template(path: Path | None = None) -> dict[str, Any]:
+    from samtranslator.yaml_helper import yaml_parse
+
+    result: dict[str, Any] = yaml_parse((path or project.TEMPLATE).read_text())
+    return result
+
+
+def translate(template: dict[str, Any] | None = None, parameters: dict[str, str] | None = None) -> dict[str, Any]:
+    """SAM -> CloudFormation, the way `sam deploy` would after `sam package`, but offline:
+    the ASL file is inlined and function code is a placeholder (the real code runs in process)."""
+    from samtranslator.translator.transform import transform
+
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    sam = json.loads(json.dumps(template or load_template()))
+    for resource in sam["Resources"].values():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Serverless::StateMachine" and "DefinitionUri" in props:
+            props["Definition"] = json.loads((project.ROOT / props.pop("DefinitionUri")).read_text())
+        if resource["Type"] == "AWS::Serverless::Function" and "CodeUri" in props:
+            del props["CodeUri"]
+            props["InlineCode"] = "# runs in process on the local stack"
+    translated: dict[str, Any] = transform(sam, parameters or {}, _NoManagedPolicies())
+    return translated
+
+
+@dataclass
+class LocalStack:
+    """A deployed stack and clients on it."""
+
+    session: Any
+    outputs: dict[str, str]
+    functions: dict[str, moto_adapters.InProcessFunction]
+    tap_queue_url: str
+    endpoint_url: str | None = None
+    _seen_events: list[dict[str, Any]] = field(default_factory=list)
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, region_name=REGION, endpoint_url=self.endpoint_url)
+
+    @property
+    def state_machine_arn(self) -> str:
+        return self.outputs["RoutingStateMachineArn"]
+
+    @property
+    def rules(self) -> moto_adapters.InProcessFunction:
+        return self.functions[self.outputs["RulesFunctionName"]]
+
+    def outcome_events(self) -> list[dict[str, Any]]:
+        """Every routing.manager event published so far (drains the tap queue)."""
+        sqs = self.client("sqs")
+        while True:
+            batch = sqs.receive_message(QueueUrl=self.tap_queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                return list(self._seen_events)
+            for message in batch:
+                self._seen_events.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self.tap_queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _load_handler(name: str, code_uri: str, handler: str, env: dict[str, str]) -> Any:
+    """Import the function's module fresh, under its deployed environment, like a cold start."""
+    module_name, _, attr = handler.rpartition(".")
+    code_dir = (project.ROOT / code_uri).resolve()
+    spec = importlib.util.spec_from_file_location(f"_local_lambda_{name}_{uuid.uuid4().hex[:8]}",
+                                                  code_dir / f"{module_name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    if str(code_dir) not in sys.path:
+        sys.path.insert(0, str(code_dir))
+    saved = dict(os.environ)
+    try:
+        os.environ.update(env)
+        spec.loader.exec_module(module)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return getattr(module, attr)
+
+
+def quiet_moto() -> None:
+    """moto warns of the unsupported QueuePolicy (nothing local needs it), and its interpreter logs
+    every error a Retry or Catch handles, at ERROR, with its whole syntax tree. The execution
+    history (what `local run` reports) holds the same facts."""
+    logging.getLogger("moto").setLevel(logging.ERROR)
+    logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+
+
+def deploy(session: Any | None = None, endpoint_url: str | None = None, parameters: dict[str, str] | None = None,
+           stack_name: str = STACK_NAME) -> LocalStack:
+    """Deploy template.yaml into moto (in process under mock_aws, or a moto server at endpoint_url)."""
+    import boto3
+
+    moto_adapters.install()
+    quiet_moto()
+    session = session or boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                               region_name=REGION)
+    params = {"Stage": "local", **(parameters or {})}
+    sam = load_template()
+    code_uris = {logical: res["Properties"]["CodeUri"] for logical, res in sam["Resources"].items()
+                 if res["Type"] == "AWS::Serverless::Function"}
+    handlers = {logical: res["Properties"]["Handler"] for logical, res in sam["Resources"].items()
+                if res["Type"] == "AWS::Serverless::Function"}
+    cfn_template = moto_adapters.definition_substitutions_as_join(translate(sam, params))
+
+    cfn = session.client("cloudformation", region_name=REGION, endpoint_url=endpoint_url)
+    # moto has no AWS::SQS::QueuePolicy (the DLQ's policy for EventBridge); nothing local needs it.
+    warnings.filterwarnings("ignore", message=".*AWS::SQS::QueuePolicy.*")
+    cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(cfn_template),
+                     Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
+                     Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"])
+    stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+    if not stack["StackStatus"].endswith("_COMPLETE") or "ROLLBACK" in stack["StackStatus"]:
+        raise RuntimeError(f"local deploy failed: {stack['StackStatus']} {stack.get('StackStatusReason', '')}")
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+    lam = session.client("lambda", region_name=REGION, endpoint_url=endpoint_url)
+    resources = cfn.describe_stack_resources(StackName=stack_name)["StackResources"]
+    functions: dict[str, moto_adapters.InProcessFunction] = {}
+    for res in resources:
+        if res.get("ResourceType") != "AWS::Lambda::Function" or res["LogicalResourceId"] not in code_uris:
+            continue
+        config = lam.get_function_configuration(FunctionName=res["PhysicalResourceId"])
+        env = config.get("Environment", {}).get("Variables", {})
+        logical = res["LogicalResourceId"]
+        handler = _load_handler(logical, code_uris[logical], handlers[logical], env)
+        fn = moto_adapters.InProcessFunction(handler=handler, name=config["FunctionName"])
+        moto_adapters.IN_PROCESS[config["FunctionArn"]] = fn
+        functions[config["FunctionName"]] = fn
+
+    tap = _create_event_tap(session, endpoint_url, outputs.get("EventBusName", "default"))
+    return LocalStack(session=session, outputs=outputs, functions=functions, tap_queue_url=tap,
+                      endpoint_url=endpoint_url)
+
+
+def _create_event_tap(session: Any, endpoint_url: str | None, bus: str) -> str:
+    """An SQS queue receiving every routing.manager event: what a downstream consumer would see."""
+    sqs = session.client("sqs", region_name=REGION, endpoint_url=endpoint_url)
+    events = session.client("events", region_name=REGION, endpoint_url=endpoint_url)
+    url = sqs.create_queue(QueueName=TAP_QUEUE)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="routing-manager-event-tap", EventBusName=bus,
+                    EventPattern=json.dumps({"source": ["routing.manager"]}))
+    events.put_targets(Rule="routing-manager-event-tap", EventBusName=bus, Targets=[{"Id": "tap", "Arn": arn}])
+    return url
+
+
+@contextlib.contextmanager
+def running(parameters: dict[str, str] | None = None) -> Iterator[LocalStack]:
+    """An in-process local stack for the duration of the block."""
+    from moto import mock_aws
+
+    env = {"AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+            stack = deploy(parameters=parameters)
+            try:
+                yield stack
+            finally:
+                for fn in stack.functions.values():
+                    moto_adapters.IN_PROCESS.pop(_arn_of(stack, fn), None)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _arn_of(stack: LocalStack, fn: moto_adapters.InProcessFunction) -> str:
+    for arn, registered in moto_adapters.IN_PROCESS.items():
+        if registered is fn:
+            return arn
+    return ""
+
+
+# --- executions -------------------------------------------------------------------------
+
+@dataclass
+class Execution:
+    arn: str
+    status: str
+    input: dict[str, Any]
+    error: str | None
+    cause: str | None
+    path: list[str]
+    output: dict[str, Any] | None = None
+    start: float = 0.0
+
+    @property
+    def job_id(self) -> Any:
+        detail = self.input.get("detail")
+        return detail.get("jobId") if isinstance(detail, dict) else None
+
+
+def wait_for_executions(stack: LocalStack, expected: int, timeout: float = 30.0,
+                        already: set[str] | None = None) -> list[Execution]:
+    """Wait until `expected` new executions (not in `already`) have ended; never hangs:
+    after `timeout` the ones still running are returned with status RUNNING."""
+    sfn = stack.client("stepfunctions")
+    deadline = time.monotonic() + timeout
+    already = already or set()
+    while True:
+        listed = _list_executions(sfn, stack.state_machine_arn)
+        fresh = [e for e in listed if e["executionArn"] not in already]
+        done = [e for e in fresh if e["status"] in TERMINAL]
+        if (len(fresh) >= expected and len(done) == len(fresh)) or time.monotonic() > deadline:
+            return [describe_execution(stack, e["executionArn"]) for e in fresh]
+        time.sleep(0.005)
+
+
+def _list_executions(sfn: Any, arn: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
+        found.extend(page["executions"])
+    return found
+
+
+def execution_arns(stack: LocalStack) -> set[str]:
+    return {e["executionArn"] for e in _list_executions(stack.client("stepfunctions"), stack.state_machine_arn)}
+
+
+def describe_execution(stack: LocalStack, arn: str) -> Execution:
+    sfn = stack.client("stepfunctions")
+    desc = sfn.describe_execution(executionArn=arn)
+    history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    path = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    output = json.loads(desc["output"]) if desc.get("output") else None
+    return Execution(arn=arn, status=desc["status"], input=json.loads(desc.get("input") or "{}"),
+                     error=desc.get("error"), cause=desc.get("cause"), path=path,
+                     output=output if isinstance(output, dict) else None,
+                     start=desc["startDate"].timestamp())
