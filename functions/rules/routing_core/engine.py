@@ -35,7 +35,20 @@ class Job:
         feature = detail.get("feature")
         audio = feature.get("audio") if isinstance(feature, dict) else None
         self.audio = audio if isinstance(audio, bool) else None
-        self.credits = credits if _is_number(credits) else None
+        self.credits = _credit_balance(credits)
+
+
+def _credit_balance(value: Any) -> float | None:
+    """A number, or the text of DynamoDB's N type as the workflow passes it; else unknown."""
+    if _is_number(value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
 
 
 def _is_number(value: Any) -> bool:

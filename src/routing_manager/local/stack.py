@@ -70,6 +70,7 @@ class LocalStack:
     tap_queue_url: str
     endpoint_url: str | None = None
     _seen_events: list[dict[str, Any]] = field(default_factory=list)
+    _seen_messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
         return self.session.client(service, region_name=REGION, endpoint_url=self.endpoint_url)
@@ -84,14 +85,37 @@ class LocalStack:
 
     def outcome_events(self) -> list[dict[str, Any]]:
         """Every routing.manager event published so far (drains the tap queue)."""
+        self._seen_events.extend(json.loads(m["Body"]) for m in self.messages(self.tap_queue_url, keep=False))
+        return list(self._seen_events)
+
+    def messages(self, queue_url: str, keep: bool = True) -> list[dict[str, Any]]:
+        """Every message sent to a queue so far, as SQS returns them (drains the queue, remembers them)."""
         sqs = self.client("sqs")
+        seen = self._seen_messages.setdefault(queue_url, [])
+        fresh: list[dict[str, Any]] = []
         while True:
-            batch = sqs.receive_message(QueueUrl=self.tap_queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                        MessageAttributeNames=["All"]).get("Messages", [])
             if not batch:
-                return list(self._seen_events)
+                break
             for message in batch:
-                self._seen_events.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=self.tap_queue_url, ReceiptHandle=message["ReceiptHandle"])
+                fresh.append(message)
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        if not keep:
+            return fresh
+        seen.extend(fresh)
+        return list(seen)
+
+    def record(self, job_id: str) -> dict[str, Any] | None:
+        """The job's item in the Jobs table, as plain Python values."""
+        from boto3.dynamodb.types import TypeDeserializer
+
+        item = self.client("dynamodb").get_item(TableName=self.outputs["JobsTableName"],
+                                                Key={"jobId": {"S": job_id}}, ConsistentRead=True).get("Item")
+        if item is None:
+            return None
+        deserializer = TypeDeserializer()
+        return {key: deserializer.deserialize(value) for key, value in item.items()}
 
 
 def _load_handler(name: str, code_uri: str, handler: str, env: dict[str, str]) -> Any:
@@ -164,16 +188,17 @@ def deploy(session: Any | None = None, endpoint_url: str | None = None, paramete
         moto_adapters.IN_PROCESS[config["FunctionArn"]] = fn
         functions[config["FunctionName"]] = fn
 
-    tap = _create_event_tap(session, endpoint_url, outputs.get("EventBusName", "default"))
+    tap = _create_event_tap(session, endpoint_url, outputs.get("EventBusName", "default"), stack_name)
     return LocalStack(session=session, outputs=outputs, functions=functions, tap_queue_url=tap,
                       endpoint_url=endpoint_url)
 
 
-def _create_event_tap(session: Any, endpoint_url: str | None, bus: str) -> str:
+def _create_event_tap(session: Any, endpoint_url: str | None, bus: str, stack_name: str) -> str:
     """An SQS queue receiving every routing.manager event: what a downstream consumer would see."""
     sqs = session.client("sqs", region_name=REGION, endpoint_url=endpoint_url)
     events = session.client("events", region_name=REGION, endpoint_url=endpoint_url)
-    url = sqs.create_queue(QueueName=TAP_QUEUE)["QueueUrl"]
+    name = TAP_QUEUE if stack_name == STACK_NAME else f"{stack_name}-event-tap"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events.put_rule(Name="routing-manager-event-tap", EventBusName=bus,
                     EventPattern=json.dumps({"source": ["routing.manager"]}))
@@ -182,8 +207,8 @@ def _create_event_tap(session: Any, endpoint_url: str | None, bus: str) -> str:
 
 
 @contextlib.contextmanager
-def running(parameters: dict[str, str] | None = None) -> Iterator[LocalStack]:
-    """An in-process local stack for the duration of the block."""
+def mocked_aws() -> Iterator[None]:
+    """moto's in-process AWS with the interpreter on, and dummy credentials, for the block."""
     from moto import mock_aws
 
     env = {"AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -191,18 +216,41 @@ def running(parameters: dict[str, str] | None = None) -> Iterator[LocalStack]:
     os.environ.update(env)
     try:
         with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-            stack = deploy(parameters=parameters)
-            try:
-                yield stack
-            finally:
-                for fn in stack.functions.values():
-                    moto_adapters.IN_PROCESS.pop(_arn_of(stack, fn), None)
+            yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def deploy_unique(parameters: dict[str, str] | None = None) -> LocalStack:
+    """Another stack beside the others in the same moto (own name, own Jobs-{Stage} table)."""
+    import boto3
+
+    suffix = uuid.uuid4().hex[:8]
+    bus = f"routing-{suffix}"  # its own bus, or every stack's rule would start an execution per event
+    boto3.client("events", region_name=REGION).create_event_bus(Name=bus)
+    return deploy(parameters={"Stage": f"t{suffix}", "EventBusName": bus, **(parameters or {})},
+                  stack_name=f"{STACK_NAME}-{suffix}")
+
+
+@contextlib.contextmanager
+def running(parameters: dict[str, str] | None = None) -> Iterator[LocalStack]:
+    """An in-process local stack for the duration of the block."""
+    with mocked_aws():
+        stack = deploy(parameters=parameters)
+        try:
+            yield stack
+        finally:
+            release(stack)
+
+
+def release(stack: LocalStack) -> None:
+    """Forget the stack's in-process functions (their module state goes with them)."""
+    for fn in stack.functions.values():
+        moto_adapters.IN_PROCESS.pop(_arn_of(stack, fn), None)
 
 
 def _arn_of(stack: LocalStack, fn: moto_adapters.InProcessFunction) -> str:

@@ -1,0 +1,61 @@
+"""Workflow tests run the real template, ASL and rules Lambda on the local stack (moto)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from routing_manager.events import SubmittedEvent
+from routing_manager.local import runner
+from routing_manager.local import stack as local_stack
+from routing_manager.local.stack import LocalStack
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[None]:
+    with local_stack.mocked_aws():
+        yield
+
+
+@pytest.fixture(scope="module")
+def stack(aws: None) -> Iterator[LocalStack]:
+    deployed = local_stack.deploy()
+    yield deployed
+    local_stack.release(deployed)
+
+
+@pytest.fixture
+def fresh_stack(aws: None) -> Iterator[LocalStack]:
+    """A stack of its own, for tests that break something (a queue, a service)."""
+    deployed = local_stack.deploy_unique()
+    yield deployed
+    local_stack.release(deployed)
+
+
+def job(**changes: Any) -> dict[str, Any]:
+    detail = {"jobId": f"job-{uuid.uuid4()}", "userId": "user-123", "prompt": "A corgi surfing on a beach at sunset",
+              "lengthSec": 8, "resolution": "720p", "tier": "standard", "provider": "auto"}
+    detail.update(changes)
+    return {k: v for k, v in detail.items() if v is not ...}
+
+
+def submit(stack: LocalStack, *details: Any, timeout: float = 30.0) -> list[runner.JobResult]:
+    events = [SubmittedEvent("frontend.api", "video.job.submitted", d, "test") for d in details]
+    return runner.publish_and_wait(stack, events, timeout=timeout)
+
+
+def messages_for(stack: LocalStack, output_key: str, job_id: str) -> list[dict[str, Any]]:
+    return [m for m in stack.messages(stack.outputs[output_key])
+            if m.get("MessageAttributes", {}).get("jobId", {}).get("StringValue") == job_id]
+
+
+def events_for(stack: LocalStack, job_id: Any) -> list[dict[str, Any]]:
+    return [e for e in stack.outcome_events() if e["detail"].get("jobId") == job_id]
+
+
+def body(message: dict[str, Any]) -> Any:
+    return json.loads(message["Body"])

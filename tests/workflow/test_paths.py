@@ -1,0 +1,203 @@
+"""One test per workflow path: the record, the messages, the events and the states taken."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from routing_manager.local.stack import LocalStack
+from tests.workflow.conftest import body, events_for, job, messages_for, submit
+
+ROUTED_PATH = ["PrepareJob", "CheckJobId", "ClaimJob", "CheckCreditsSource", "DecideRoute", "RouteOrReject",
+               "EnqueueJob", "MarkRouted", "EmitRouted"]
+REJECTED_PATH = ["PrepareJob", "CheckJobId", "ClaimJob", "CheckCreditsSource", "DecideRoute", "RouteOrReject",
+                 "MarkRejected", "EmitRejected"]
+FAILURE_TAIL = ["RecordFailure", "SendToFailureQueue", "EmitFailed", "JobFailed"]
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_routed_to_fal(stack: LocalStack) -> None:
+    detail = job()
+    [result] = submit(stack, detail)
+    assert (result.status, result.provider, result.model, result.queue) == ("ROUTED", "fal", "wan-i2v", "FalJobQueue")
+    assert result.path == ROUTED_PATH
+
+    record = stack.record(detail["jobId"])
+    assert record is not None
+    assert {k: record[k] for k in ("status", "provider", "model", "queue", "routedBy")} == {
+        "status": "ROUTED", "provider": "fal", "model": "wan-i2v", "queue": "FalJobQueue", "routedBy": "RoutingManager"}
+    parse_time(record["routedAt"])
+
+    [message] = messages_for(stack, "FalJobQueueUrl", detail["jobId"])
+    assert body(message) == detail  # the complete original detail
+    assert {k: v["StringValue"] for k, v in message["MessageAttributes"].items()} == {
+        "provider": "fal", "model": "wan-i2v", "jobId": detail["jobId"]}
+
+    [event] = events_for(stack, detail["jobId"])
+    assert (event["source"], event["detail-type"]) == ("routing.manager", "video.job.routed")
+    assert set(event["detail"]) == {"jobId", "provider", "model", "queue", "routedBy", "ts"}
+    assert (event["detail"]["provider"], event["detail"]["queue"]) == ("fal", "FalJobQueue")
+    parse_time(event["detail"]["ts"])
+
+
+def test_explicit_provider_routes_to_replicate(stack: LocalStack) -> None:
+    detail = job(provider="Replicate", lengthSec=60, resolution="1080p", feature={"audio": True})
+    [result] = submit(stack, detail)
+    assert (result.status, result.provider, result.model) == ("ROUTED", "replicate", "minimax/video-01")
+    assert stack.record(detail["jobId"])["queue"] == "ReplicateJobQueue"  # type: ignore[index]
+    [message] = messages_for(stack, "ReplicateJobQueueUrl", detail["jobId"])
+    assert body(message)["provider"] == "Replicate"
+    assert messages_for(stack, "FalJobQueueUrl", detail["jobId"]) == []
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"lengthSec": 30, "resolution": "1080p"}, "no_route"),
+    ({"provider": "runway"}, "unsupported_provider:runway"),
+    ({"lengthSec": 0}, "invalid_length:must_be_1-300_seconds"),
+    ({"lengthSec": "8"}, "invalid_length:not_a_number"),
+    ({"prompt": ...}, "missing_required_field:prompt"),
+    ({"userId": None}, "missing_required_field:userId"),
+])
+def test_rejections_are_recorded_and_announced(stack: LocalStack, changes: dict, reason: str) -> None:
+    detail = job(**changes)
+    [result] = submit(stack, detail)
+    assert (result.status, result.reason, result.path) == ("REJECTED", reason, REJECTED_PATH)
+    record = stack.record(detail["jobId"])
+    assert record is not None
+    assert (record["status"], record["rejectionReason"]) == ("REJECTED", reason)
+    parse_time(record["rejectedAt"])
+    [event] = events_for(stack, detail["jobId"])
+    assert event["detail-type"] == "video.job.rejected"
+    assert {k: event["detail"][k] for k in ("status", "reason")} == {"status": "rejected", "reason": reason}
+    assert "retryable" not in event["detail"]
+    assert messages_for(stack, "FalJobQueueUrl", detail["jobId"]) == []
+
+
+def test_duplicate_submission_sends_and_emits_nothing(stack: LocalStack) -> None:
+    detail = job()
+    [first] = submit(stack, detail)
+    [second] = submit(stack, detail)
+    assert (first.status, second.status) == ("ROUTED", "DUPLICATE")
+    assert second.path == ["PrepareJob", "CheckJobId", "ClaimJob", "AlreadyHandled"]
+    assert len(messages_for(stack, "FalJobQueueUrl", detail["jobId"])) == 1
+    assert len(events_for(stack, detail["jobId"])) == 1
+    assert stack.record(detail["jobId"])["attempts"] == 1  # type: ignore[index]
+
+
+def test_duplicate_of_a_rejected_job_is_also_a_no_op(stack: LocalStack) -> None:
+    detail = job(lengthSec=301)
+    assert [r.status for r in submit(stack, detail)] == ["REJECTED"]
+    assert [r.status for r in submit(stack, detail)] == ["DUPLICATE"]
+    assert len(events_for(stack, detail["jobId"])) == 1
+
+
+@pytest.mark.parametrize("job_id", [..., None, 42, ""])
+def test_missing_job_id_is_rejected_without_record(stack: LocalStack, job_id: object) -> None:
+    detail = job(jobId=job_id, prompt="missing-id-" + repr(job_id))
+    [result] = submit(stack, detail)
+    assert (result.status, result.reason) == ("REJECTED", "missing_required_field:jobId")
+    assert result.path == ["PrepareJob", "CheckJobId", "EmitMissingJobId"]
+    rejected = [e for e in stack.outcome_events() if e["detail"].get("reason") == "missing_required_field:jobId"]
+    assert rejected and all(e["detail"]["jobId"] is None for e in rejected)
+    items = stack.client("dynamodb").scan(TableName=stack.outputs["JobsTableName"])["Items"]
+    assert not [i for i in items if "missing-id-" in i.get("submittedEvent", {}).get("S", "")]
+
+
+def test_lambda_throttled_then_succeeding_is_retried(stack: LocalStack) -> None:
+    stack.rules.faults[:] = ["TooManyRequestsException", "ServiceException"]
+    before = stack.rules.invocations
+    detail = job()
+    [result] = submit(stack, detail)
+    assert result.status == "ROUTED"
+    assert stack.rules.invocations - before == 3
+    assert len(messages_for(stack, "FalJobQueueUrl", detail["jobId"])) == 1
+
+
+def _assert_failed(stack: LocalStack, detail: dict, reason_prefix: str) -> str:
+    record = stack.record(detail["jobId"])
+    assert record is not None and record["status"] == "FAILED"
+    assert record["failureReason"].startswith(reason_prefix)
+    assert "claimedBy" not in record  # the claim is released
+    stored = __import__("json").loads(record["submittedEvent"])
+    assert stored["detail"] == detail  # the original event, for replay
+    failures = [body(m) for m in stack.messages(stack.outputs["RoutingFailureQueueUrl"])
+                if body(m)["event"]["detail"].get("jobId") == detail["jobId"]]
+    assert len(failures) == 1 and failures[0]["reason"] == record["failureReason"]
+    [event] = events_for(stack, detail["jobId"])
+    assert event["detail"]["retryable"] is True and event["detail"]["reason"] == record["failureReason"]
+    return str(record["failureReason"])
+
+
+def test_lambda_failing_for_good_is_a_replayable_rule_error(stack: LocalStack) -> None:
+    stack.rules.faults[:] = [RuntimeError("routing table on fire")]
+    detail = job()
+    [result] = submit(stack, detail)
+    assert result.status == "FAILED"
+    assert result.path[-6:] == ["DecideRoute", "NameRuleError", *FAILURE_TAIL]
+    assert _assert_failed(stack, detail, "rule_error:") == "rule_error:RuntimeError"
+    assert messages_for(stack, "FalJobQueueUrl", detail["jobId"]) == []
+
+
+def test_lambda_service_errors_exhaust_retries(stack: LocalStack) -> None:
+    stack.rules.faults[:] = ["ServiceException"] * 4
+    detail = job()
+    [result] = submit(stack, detail)
+    assert result.status == "FAILED"
+    assert _assert_failed(stack, detail, "rule_error:") == "rule_error:Lambda.ServiceException"
+    assert stack.rules.faults == []  # 1 attempt + 3 retries
+
+
+def test_missing_provider_queue_is_a_queue_error(fresh_stack: LocalStack) -> None:
+    sqs = fresh_stack.client("sqs")
+    sqs.delete_queue(QueueUrl=fresh_stack.outputs["FalJobQueueUrl"])
+    detail = job()
+    [result] = submit(fresh_stack, detail)
+    assert result.status == "FAILED"
+    assert result.path[-6:] == ["EnqueueJob", "NameQueueError", *FAILURE_TAIL]
+    assert _assert_failed(fresh_stack, detail, "queue_error:").startswith("queue_error:SQS.")
+
+
+def test_put_events_failing_keeps_the_record_and_fails_the_execution(
+        fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.events import models
+
+    real = models.EventsBackend.put_events
+
+    def failing(self, events):  # type: ignore[no-untyped-def]
+        if any(e.get("Source") == "routing.manager" for e in events):
+            return [{"ErrorCode": "InternalFailure", "ErrorMessage": "injected"} for _ in events]
+        return real(self, events)
+
+    monkeypatch.setattr(models.EventsBackend, "put_events", failing)
+    detail = job()
+    [result] = submit(fresh_stack, detail)
+    assert result.status == "EMIT_FAILED"
+    assert result.path[-3:] == ["EmitRouted", "RecordEmitFailure", "AnnouncementFailed"]
+    record = fresh_stack.record(detail["jobId"])
+    assert record is not None
+    assert (record["status"], record["emitError"]) == ("ROUTED", "emit_error:EventBridge.FailedEntry")
+    assert len(messages_for(fresh_stack, "FalJobQueueUrl", detail["jobId"])) == 1
+
+
+def test_credit_balance_is_read_when_a_credits_table_is_configured(aws: None) -> None:
+    import boto3
+
+    from routing_manager.local import stack as local_stack
+
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    ddb.create_table(TableName="Credits-local", KeySchema=[{"AttributeName": "userId", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "userId", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
+    ddb.put_item(TableName="Credits-local", Item={"userId": {"S": "rich-user"}, "balance": {"N": "42"}})
+    s = local_stack.deploy_unique(parameters={"CreditsTableName": "Credits-local"})
+    detail = job(userId="rich-user")
+    [result] = submit(s, detail)
+    assert result.status == "ROUTED"
+    assert result.path[3:7] == ["CheckCreditsSource", "ReadCredits", "CheckCreditBalance", "UseCreditBalance"]
+    [unknown] = submit(s, job(userId="nobody"))
+    assert "UseCreditBalance" not in unknown.path and unknown.status == "ROUTED"
+    local_stack.release(s)
