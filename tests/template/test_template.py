@@ -1,0 +1,106 @@
+"""template.yaml: translates, lints clean, and wires the ASL the way it needs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from routing_manager import project
+from routing_manager.local.stack import load_template, translate
+
+SAM_BIN = project.ROOT / ".venv-tools" / "sam" / "bin"
+TOOLS_REASON = "linters live in .venv-tools (run `make setup`); `make test` always installs them"
+
+
+@pytest.fixture(scope="module")
+def sam() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def translated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return translate()
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def test_state_machine_is_express_with_logging_without_execution_data(sam: dict[str, Any]) -> None:
+    [machine] = resources(sam, "AWS::Serverless::StateMachine").values()
+    props = machine["Properties"]
+    assert props["Type"] == "EXPRESS"
+    assert props["Logging"]["IncludeExecutionData"] is False
+    assert props["Tracing"] == {"Enabled": True}
+
+
+def test_every_substitution_used_in_the_asl_is_defined_and_none_is_unused(sam: dict[str, Any]) -> None:
+    [machine] = resources(sam, "AWS::Serverless::StateMachine").values()
+    defined = set(machine["Properties"]["DefinitionSubstitutions"])
+    used = set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", project.ASL.read_text()))
+    assert used == defined
+
+
+def test_rule_accepts_only_frontend_submissions(sam: dict[str, Any]) -> None:
+    [machine] = resources(sam, "AWS::Serverless::StateMachine").values()
+    [event] = machine["Properties"]["Events"].values()
+    assert event["Type"] == "EventBridgeRule"
+    assert event["Properties"]["Pattern"] == {"source": ["frontend.api"], "detail-type": ["video.job.submitted"]}
+    assert event["Properties"]["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    assert "DeadLetterConfig" in event["Properties"]
+
+
+def test_translates_to_cloudformation(translated: dict[str, Any]) -> None:
+    kinds = {v["Type"] for v in translated["Resources"].values()}
+    assert {"AWS::StepFunctions::StateMachine", "AWS::Lambda::Function", "AWS::Events::Rule",
+            "AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::IAM::Role"} <= kinds
+    [machine] = resources(translated, "AWS::StepFunctions::StateMachine").values()
+    assert machine["Properties"]["StateMachineType"] == "EXPRESS"
+    [rule] = resources(translated, "AWS::Events::Rule").values()
+    assert rule["Properties"]["EventPattern"]["source"] == ["frontend.api"]
+    [target] = rule["Properties"]["Targets"]
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["SubmittedEventsDLQ", "Arn"]}
+
+
+def test_rules_function_is_arm64_python312_256mb(sam: dict[str, Any]) -> None:
+    globals_ = sam["Globals"]["Function"]
+    assert (globals_["Runtime"], globals_["Architectures"], globals_["MemorySize"], globals_["Timeout"]) == (
+        "python3.12", ["arm64"], 256, 30)
+
+
+def test_asl_states_all_have_retry_and_catch_where_they_can_fail() -> None:
+    states = json.loads(project.ASL.read_text())["States"]
+    tasks = {name: s for name, s in states.items() if s["Type"] == "Task"}
+    assert tasks
+    for name, state in tasks.items():
+        assert state.get("Retry"), f"{name} has no Retry"
+        assert state.get("Catch"), f"{name} has no Catch"
+
+
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "SAM_CLI_TELEMETRY": "0"}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(not (SAM_BIN / "sam").exists(), reason=TOOLS_REASON)
+def test_sam_validate_lint_is_clean() -> None:
+    result = _run([str(SAM_BIN / "sam"), "validate", "--lint"], project.ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(not (SAM_BIN / "cfn-lint").exists(), reason=TOOLS_REASON)
+def test_cfn_lint_and_serverless_rules_are_clean_on_sam_and_translated(translated: dict[str, Any],
+                                                                       tmp_path: Path) -> None:
+    out = tmp_path / "translated.json"
+    out.write_text(json.dumps(translated))
+    for template in (project.TEMPLATE, out):
+        result = _run([str(SAM_BIN / "cfn-lint"), "--append-rules", "cfn_lint_serverless.rules", "--",
+                       str(template)], project.ROOT)
+        assert result.returncode == 0, f"{template}:\n{result.stdout}{result.stderr}"

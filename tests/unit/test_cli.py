@@ -1,0 +1,89 @@
+"""The CLI as a user runs it: exit codes, one-line errors, JSON output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from routing_manager import project
+from routing_manager.cli import app
+
+runner = CliRunner()
+
+
+def test_explain_json_for_each_sample_event() -> None:
+    expected = {"routed-fal.json": ("route", "fal"), "routed-explicit-replicate.json": ("route", "replicate"),
+                "rejected-no-route.json": ("reject", None), "rejected-missing-jobid.json": ("reject", None)}
+    for name, (outcome, provider) in expected.items():
+        result = runner.invoke(app, ["explain", "--json", str(project.EVENTS / name)])
+        assert result.exit_code == 0, result.output
+        decision = json.loads(result.stdout.strip())
+        assert (decision["outcome"], decision["provider"]) == (outcome, provider)
+        assert set(decision) == {"outcome", "provider", "model", "queue", "queueUrl", "reason", "rule", "explanation"}
+
+
+def test_explain_accepts_envelope_and_bare_detail(tmp_path: Path) -> None:
+    detail = {"jobId": "j", "userId": "u", "prompt": "p", "lengthSec": 8, "resolution": "720p"}
+    for content in (detail, {"source": "frontend.api", "detail-type": "video.job.submitted", "detail": detail}):
+        path = tmp_path / "e.json"
+        path.write_text(json.dumps(content))
+        result = runner.invoke(app, ["explain", "--json", str(path)])
+        assert json.loads(result.stdout)["queue"] == "FalJobQueue"
+
+
+def test_explain_table_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAL_QUEUE_URL", "https://sqs.example/123/FalJobQueue")
+    result = runner.invoke(app, ["explain", str(project.EVENTS / "routed-fal.json")])
+    assert result.exit_code == 0
+    assert "short-720p-to-fal" in result.stdout and "routes to fal/wan-i2v" in result.stdout
+    assert "https://sqs.example/123/FalJobQueue" in result.stdout  # the environment's queue URL wins
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "cannot read: No such file or directory"),
+    ("{not json", "not JSON: Expecting property name"),
+    ("[]", "an empty list holds no event"),
+    ('[{"Source": "frontend.api", "DetailType": "x", "Detail": "{oops"}]', "Detail is not JSON"),
+])
+def test_explain_bad_files_exit_2_with_one_line(tmp_path: Path, content: str | None, message: str) -> None:
+    path = tmp_path / "event.json"
+    if content is not None:
+        path.write_text(content)
+    result = runner.invoke(app, ["explain", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr and str(path) in result.stderr
+
+
+def test_schemas_and_lock_are_current() -> None:
+    assert runner.invoke(app, ["schemas"]).exit_code == 0
+    assert runner.invoke(app, ["table", "lock", "--check"]).exit_code == 0
+
+
+def test_table_validate_names_the_bad_entry(tmp_path: Path) -> None:
+    table = json.loads((project.RULES_FUNCTION / "routing_table.json").read_text())
+    table["rules"][0]["route"]["provider"] = "veo"
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(table))
+    result = runner.invoke(app, ["table", "validate", str(path)])
+    assert result.exit_code == 2
+    assert "route.provider 'veo' is not a provider" in result.stderr
+
+
+def test_local_run_json_reports_every_sample(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["local", "run", "--json", "--lambda-log", str(tmp_path / "l.log"),
+                                 str(project.EVENTS)])
+    assert result.exit_code == 0, result.output
+    jobs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(jobs) == len(list(project.EVENTS.glob("*.json")))
+    assert all(set(j) == {"jobId", "status", "provider", "model", "queue", "reason", "path"} for j in jobs)
+    by_status = sorted(j["status"] for j in jobs)
+    assert by_status.count("ROUTED") == 2 and by_status.count("REJECTED") == len(jobs) - 2
+    assert "A corgi surfing" not in (tmp_path / "l.log").read_text()  # the Lambda never logs prompts
+
+
+def test_local_run_missing_path_exits_2() -> None:
+    result = runner.invoke(app, ["local", "run", "/no/such/events"])
+    assert result.exit_code == 2 and "no such file or folder" in result.stderr

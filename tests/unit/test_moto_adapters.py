@@ -1,0 +1,108 @@
+"""Each adapter over a moto gap, on its own (the workflow tests exercise them together)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from routing_manager.local import moto_adapters
+from routing_manager.local.stack import mocked_aws
+
+
+def test_definition_substitutions_become_a_join_keeping_context_paths() -> None:
+    template = {"Resources": {"M": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {
+        "DefinitionString": {"Fn::Join": ["\n", ['{"a": "${Table}",', '"b.$": "$$.Execution.Id"}']]},
+        "DefinitionSubstitutions": {"Table": {"Ref": "T"}}}}}}
+    props = moto_adapters.definition_substitutions_as_join(template)["Resources"]["M"]["Properties"]
+    assert "DefinitionSubstitutions" not in props
+    assert props["DefinitionString"] == {"Fn::Join": ["", ['{"a": "', {"Ref": "T"}, '",\n"b.$": "$$.Execution.Id"}']]}
+
+
+def test_an_undefined_substitution_is_an_error() -> None:
+    template = {"Resources": {"M": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {
+        "DefinitionString": '{"a": "${Nope}"}', "DefinitionSubstitutions": {"Table": "t"}}}}}
+    with pytest.raises(ValueError, match=r"\$\{Nope\}"):
+        moto_adapters.definition_substitutions_as_join(template)
+
+
+def _machine(definition: dict) -> str:  # type: ignore[type-arg]
+    cfn = boto3.client("cloudformation", region_name="us-east-1")
+    template = {"Resources": {
+        "Role": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {}}},
+        "M": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {
+            "StateMachineType": "EXPRESS", "DefinitionString": json.dumps(definition),
+            "RoleArn": {"Fn::GetAtt": ["Role", "Arn"]}}}},
+        "Outputs": {"Arn": {"Value": {"Ref": "M"}}}}
+    name = f"s{time.monotonic_ns()}"
+    cfn.create_stack(StackName=name, TemplateBody=json.dumps(template))
+    return cfn.describe_stacks(StackName=name)["Stacks"][0]["Outputs"][0]["OutputValue"]
+
+
+def _wait(arn: str) -> dict:  # type: ignore[type-arg]
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    for _ in range(2000):
+        d = sfn.describe_execution(executionArn=arn)
+        if d["status"] != "RUNNING":
+            return d
+        time.sleep(0.005)
+    raise AssertionError("execution did not end")
+
+
+def test_cfn_state_machines_execute_and_events_start_them() -> None:
+    moto_adapters.install()
+    with mocked_aws():
+        arn = _machine({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+        events = boto3.client("events", region_name="us-east-1")
+        events.put_rule(Name="r", EventPattern=json.dumps({"source": ["t"]}))
+        events.put_targets(Rule="r", Targets=[{"Id": "sm", "Arn": arn, "RoleArn": "arn:aws:iam::1:role/x"}])
+        events.put_events(Entries=[{"Source": "t", "DetailType": "d", "Detail": '{"k": 1}'}])
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        [execution] = sfn.list_executions(stateMachineArn=arn)["executions"]
+        done = _wait(execution["executionArn"])
+        envelope = json.loads(done["output"])
+        assert done["status"] == "SUCCEEDED"
+        assert (envelope["source"], envelope["detail-type"], envelope["detail"]) == ("t", "d", {"k": 1})
+        assert envelope["time"].endswith("Z")  # the envelope's time as AWS writes it
+
+
+def test_lambda_errors_come_back_as_aws_reports_them() -> None:
+    moto_adapters.install()
+    with mocked_aws():
+        # No client-side retries, as the interpreter's own client: boto3 would retry the throttle.
+        lam = boto3.client("lambda", region_name="us-east-1",
+                           config=Config(retries={"max_attempts": 0, "total_max_attempts": 1}))
+        role = boto3.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        arn = lam.create_function(FunctionName="f", Runtime="python3.12", Role=role, Handler="a.h",
+                                  Code={"ZipFile": b"x"})["FunctionArn"]
+
+        def handler(event: dict, context: object) -> dict:  # type: ignore[type-arg]
+            return {"echo": event, "fn": context.function_name}  # type: ignore[attr-defined]
+
+        fn = moto_adapters.InProcessFunction(handler=handler, name="f",
+                                             faults=["TooManyRequestsException", ValueError("bad")])
+        moto_adapters.IN_PROCESS[arn] = fn
+        try:
+            with pytest.raises(lam.exceptions.TooManyRequestsException):
+                lam.invoke(FunctionName="f", Payload=b"{}")
+            unhandled = lam.invoke(FunctionName="f", Payload=b"{}")
+            assert unhandled["FunctionError"] == "Unhandled"
+            assert json.loads(unhandled["Payload"].read())["errorType"] == "ValueError"
+            ok = lam.invoke(FunctionName="f", Payload=b'{"a": 1}')
+            assert json.loads(ok["Payload"].read()) == {"echo": {"a": 1}, "fn": "f"}
+            assert fn.invocations == 3
+        finally:
+            moto_adapters.IN_PROCESS.pop(arn)
+
+
+def test_retry_waits_are_compressed() -> None:
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    moto_adapters.compress_retry_waits(0.001)
+    start = time.monotonic()
+    retrier_decl.time.sleep(2)
+    assert time.monotonic() - start < 0.5
+    moto_adapters.compress_retry_waits(0.01)
