@@ -103,3 +103,14 @@ def test_sample_events_validate_against_the_contract_as_intended() -> None:
         except ValidationError:
             valid = False
         assert valid == (path.name.startswith("routed") or "no-route" in path.name or "unsupported" in path.name), path
+
+
+def test_every_reason_code_is_documented_with_its_kind() -> None:
+    from routing_core.reasons import REASON_CODES, is_retryable
+    from routing_manager import project
+
+    doc = (project.ROOT / "docs" / "EVENT_SCHEMA.md").read_text()
+    for code, (_, retryable) in REASON_CODES.items():
+        kind = "retryable" if retryable else "final"
+        assert f"| `{code}` | {kind} |" in doc, code
+        assert is_retryable(code.replace("{error}", "X")) is retryable

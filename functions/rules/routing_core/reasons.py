@@ -15,15 +15,14 @@ QUEUE_NOT_CONFIGURED_PREFIX = "queue_not_configured:"
 # Operational (written by the workflow, never by the engine): replayable.
 QUEUE_ERROR_PREFIX = "queue_error:"
 RULE_ERROR_PREFIX = "rule_error:"
-EMIT_ERROR_PREFIX = "emit_error:"
 STATE_ERROR_PREFIX = "state_error:"
 
 REQUIRED_FIELDS = ("jobId", "userId", "prompt")
 MIN_LENGTH_SEC = 1
 MAX_LENGTH_SEC = 300
 
-# Every code a publisher can see, with what it means; docs/EVENT_SCHEMA.md and
-# the tests are generated from / checked against this table.
+# Every code a consumer can see, with what it means and whether replay can fix it;
+# a test checks docs/EVENT_SCHEMA.md documents each one.
 REASON_CODES: dict[str, tuple[str, bool]] = {
     NO_ROUTE: ("no rule matched the job and no provider was requested", False),
     "missing_required_field:{field}": (
@@ -36,10 +35,10 @@ REASON_CODES: dict[str, tuple[str, bool]] = {
     "queue_not_configured:{provider}": ("the provider has no queue URL configured in this deployment", False),
     "queue_error:{error}": ("SendMessage to the provider queue failed (operational, replayable)", True),
     "rule_error:{error}": ("the rules Lambda failed after its retries (operational, replayable)", True),
-    "emit_error:{error}": ("a state write or PutEvents failed after its retries (operational, replayable)", True),
+    "state_error:{error}": ("a Jobs table write failed after its retries (operational, replayable)", True),
 }
 
 
 def is_retryable(reason: str) -> bool:
     """Operational failures are replayable; business rejections are final."""
-    return reason.startswith((QUEUE_ERROR_PREFIX, RULE_ERROR_PREFIX, EMIT_ERROR_PREFIX, STATE_ERROR_PREFIX))
+    return reason.startswith((QUEUE_ERROR_PREFIX, RULE_ERROR_PREFIX, STATE_ERROR_PREFIX))

@@ -11,6 +11,8 @@ Re-check each on a moto upgrade: when moto closes a gap, delete its adapter.
 | EventBridge accepts a Step Functions target, never starts it | deliver_events_to_step_functions |
 | Lambda without Docker returns a canned payload               | invoke_lambdas_in_process        |
 | Retry waits are real sleeps (up to minutes per test)         | compress_retry_waits             |
+| The interpreter builds a new boto3 client for every task call | reuse_interpreter_clients        |
+|   (most of an execution's CPU time)                          |                                  |
 """
 
 from __future__ import annotations
@@ -263,7 +265,48 @@ def compress_retry_waits(scale: float) -> None:
         retrier_decl.time = _scaled_time  # type: ignore[assignment]
 
 
+# --- interpreter clients ----------------------------------------------------------------
+
+_CLIENT_USERS = [
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
+    *(f"moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_{name}"
+      for name in ("unsupported", "glue", "events", "ecs", "sqs", "sfn", "dynamodb", "batch", "sns", "aws_sdk")),
+]
+
+
+def reuse_interpreter_clients() -> None:
+    """Share one client per (region, service, transport) instead of one per task call.
+
+    Creating a boto3 client costs tens of milliseconds of CPU; an execution makes about ten
+    calls, and under the GIL that capped the local stack at a few jobs per second.
+    Clients are thread-safe, and these carry no per-call state (dummy credentials)."""
+    if not _once("interpreter_clients"):
+        return
+    import importlib
+
+    from moto.core.models import botocore_stubber
+    from moto.settings import moto_server_port
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    original = boto_client.boto_client_for
+    clients: dict[tuple[Any, ...], Any] = {}
+    lock = threading.Lock()
+
+    def shared_client(region: str, service: str, state_credentials: Any = None) -> Any:
+        key = (region, service, botocore_stubber.enabled, moto_server_port())
+        client = clients.get(key)
+        if client is None:
+            with lock:
+                client = clients.get(key) or original(region, service, state_credentials)
+                clients[key] = client
+        return client
+
+    for name in _CLIENT_USERS:
+        importlib.import_module(name).boto_client_for = shared_client  # type: ignore[attr-defined]
+
+
 def install(retry_scale: float = 0.01) -> None:
+    reuse_interpreter_clients()
     route_cfn_state_machines()
     deliver_events_to_step_functions()
     invoke_lambdas_in_process()

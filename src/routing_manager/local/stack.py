@@ -292,7 +292,8 @@ def wait_for_executions(stack: LocalStack, expected: int, timeout: float = 30.0,
         done = [e for e in fresh if e["status"] in TERMINAL]
         if (len(fresh) >= expected and len(done) == len(fresh)) or time.monotonic() > deadline:
             return [describe_execution(stack, e["executionArn"]) for e in fresh]
-        time.sleep(0.005)
+        # Executions run in this process's threads: a tight poll would take the GIL they need.
+        time.sleep(0.1)
 
 
 def _list_executions(sfn: Any, arn: str) -> list[dict[str, Any]]:
