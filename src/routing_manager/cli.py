@@ -201,9 +201,14 @@ def local_up(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Serve the local stack over HTTP for real clients (boto3, aws --endpoint-url)."""
+    import contextlib
+
     from routing_manager.local import server
 
-    server.serve(host=host, port=port, announce=lambda line: print(line, flush=True))
+    ready = sys.stdout
+    # stdout carries exactly one line, the ready line; the rules Lambda's logs go to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        server.serve(host=host, port=port, announce=lambda line: print(line, file=ready, flush=True))
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -107,6 +107,7 @@ def test_sample_events_validate_against_the_contract_as_intended() -> None:
 
 def test_every_reason_code_is_documented_with_its_kind() -> None:
     from routing_core.reasons import REASON_CODES, is_retryable
+
     from routing_manager import project
 
     doc = (project.ROOT / "docs" / "EVENT_SCHEMA.md").read_text()

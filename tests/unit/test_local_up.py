@@ -1,0 +1,58 @@
+"""`routing-manager local up` as a user runs it: a ready line, real clients, a clean exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+
+from routing_manager import project
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_local_up_serves_real_clients_and_exits_0_on_sigterm() -> None:
+    port = _free_port()
+    cli = Path(sys.executable).parent / "routing-manager"
+    proc = subprocess.Popen([str(cli), "local", "up", "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, cwd=project.ROOT)
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        assert set(ready) == {"endpoint", "region", "stack", "outputs", "eventTapQueueUrl"}
+        assert ready["endpoint"] == f"http://127.0.0.1:{port}"
+        outputs = ready["outputs"]
+        assert {"RoutingStateMachineArn", "JobsTableName", "FalJobQueueUrl", "ReplicateJobQueueUrl",
+                "RoutingFailureQueueUrl"} <= set(outputs)
+
+        kwargs = {"endpoint_url": ready["endpoint"], "region_name": ready["region"],
+                  "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        detail = {"jobId": f"up-{os.getpid()}", "userId": "u", "prompt": "p", "lengthSec": 8, "resolution": "720p"}
+        boto3.client("events", **kwargs).put_events(Entries=[{
+            "Source": "frontend.api", "DetailType": "video.job.submitted", "Detail": json.dumps(detail)}])
+        sqs = boto3.client("sqs", **kwargs)
+        deadline = time.monotonic() + 30
+        messages: list = []  # type: ignore[type-arg]
+        while not messages and time.monotonic() < deadline:
+            messages = sqs.receive_message(QueueUrl=outputs["FalJobQueueUrl"], MessageAttributeNames=["All"],
+                                           WaitTimeSeconds=1).get("Messages", [])
+        assert messages and messages[0]["MessageAttributes"]["jobId"]["StringValue"] == detail["jobId"]
+        tap = sqs.receive_message(QueueUrl=ready["eventTapQueueUrl"], WaitTimeSeconds=2).get("Messages", [])
+        assert tap and json.loads(tap[0]["Body"])["detail-type"] == "video.job.routed"
+        item = boto3.client("dynamodb", **kwargs).get_item(TableName=outputs["JobsTableName"],
+                                                           Key={"jobId": {"S": detail["jobId"]}})["Item"]
+        assert item["status"]["S"] == "ROUTED"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
