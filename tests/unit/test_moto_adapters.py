@@ -106,3 +106,16 @@ def test_retry_waits_are_compressed() -> None:
     retrier_decl.time.sleep(2)
     assert time.monotonic() - start < 0.5
     moto_adapters.compress_retry_waits(0.01)
+
+
+def test_definition_and_json_path_parses_are_reused_but_components_are_fresh() -> None:
+    moto_adapters.install()
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    definition = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+    first, tree = AmazonStateLanguageParser.parse(definition)
+    second, same_tree = AmazonStateLanguageParser.parse(definition)
+    assert same_tree is tree and second is not first  # evaluation state is never shared
+    assert json_path.parse("$.a.b") is json_path.parse("$.a.b")
+    assert json_path.extract_json("$.a.b", {"a": {"b": 3}}) == 3

@@ -12,7 +12,11 @@ Re-check each on a moto upgrade: when moto closes a gap, delete its adapter.
 | Lambda without Docker returns a canned payload               | invoke_lambdas_in_process        |
 | Retry waits are real sleeps (up to minutes per test)         | compress_retry_waits             |
 | The interpreter builds a new boto3 client for every task call | reuse_interpreter_clients        |
-|   (most of an execution's CPU time)                          |                                  |
+| The interpreter re-parses the definition (ANTLR) for every    | parse_each_definition_once       |
+|   execution: a fifth of an execution's time                  |                                  |
+| Service models load on first use; concurrent first uses each  | warm_service_models              |
+|   load the same large JSON                                   |                                  |
+| Every JSONPath evaluation rebuilds jsonpath_ng's LR parser    | parse_each_json_path_once        |
 """
 
 from __future__ import annotations
@@ -305,7 +309,67 @@ def reuse_interpreter_clients() -> None:
         importlib.import_module(name).boto_client_for = shared_client  # type: ignore[attr-defined]
 
 
+# --- definition parsing -----------------------------------------------------------------
+
+def parse_each_definition_once() -> None:
+    """Keep the ANTLR parse tree of each definition; build fresh evaluation components from it.
+
+    ANTLR's Python runtime makes parsing the slowest step of an execution. The tree is only
+    read after parsing, so it is shared; the components (which evaluation may touch) are
+    built anew for every execution, as before."""
+    if not _once("parse_once"):
+        return
+    import functools
+
+    from moto.stepfunctions.parser.asl.parse import asl_parser
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    original = asl_parser.AmazonStateLanguageParser.parse
+
+    @functools.lru_cache(maxsize=64)
+    def tree_of(definition: str) -> Any:
+        return original(definition)[1]
+
+    def parse(definition: str) -> tuple[Any, Any]:
+        tree = tree_of(definition)
+        return Preprocessor().visit(tree), tree
+
+    asl_parser.AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign,assignment]
+
+
+# --- service models ---------------------------------------------------------------------
+
+WORKFLOW_SERVICES = ("dynamodb", "sqs", "events", "lambda", "stepfunctions", "cloudwatch")
+
+
+def warm_service_models(services: tuple[str, ...] = WORKFLOW_SERVICES) -> None:
+    """Load the models the workflow's calls need once, before executions start in parallel:
+    moto caches them, but threads that miss the cache together each parse the same JSON."""
+    from moto.core.utils import get_service_model
+
+    for service in services:
+        get_service_model(service)
+
+
+# --- JSONPath parsing -------------------------------------------------------------------
+
+def parse_each_json_path_once() -> None:
+    """Cache parsed JSONPath expressions: jsonpath_ng builds a new ply LR parser for every
+    parse, and the interpreter parses each path each time it reads it. The parsed
+    expressions are immutable (`find` does not change them), so sharing them is safe."""
+    if not _once("json_path_once"):
+        return
+    import functools
+
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    json_path.parse = functools.lru_cache(maxsize=4096)(json_path.parse)  # type: ignore[assignment]
+
+
 def install(retry_scale: float = 0.01) -> None:
+    parse_each_json_path_once()
+    warm_service_models()
+    parse_each_definition_once()
     reuse_interpreter_clients()
     route_cfn_state_machines()
     deliver_events_to_step_functions()

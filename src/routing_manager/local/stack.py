@@ -282,23 +282,28 @@ class Execution:
 def wait_for_executions(stack: LocalStack, expected: int, timeout: float = 30.0,
                         already: set[str] | None = None) -> list[Execution]:
     """Wait until `expected` new executions (not in `already`) have ended; never hangs:
-    after `timeout` the ones still running are returned with status RUNNING."""
+    after `timeout` the ones still running are returned with status RUNNING.
+
+    Polls only the RUNNING list, at a growing interval: executions run in this process's
+    threads, and listing all of them on a tight loop takes the GIL they need."""
     sfn = stack.client("stepfunctions")
     deadline = time.monotonic() + timeout
     already = already or set()
+    interval = 0.02
     while True:
-        listed = _list_executions(sfn, stack.state_machine_arn)
-        fresh = [e for e in listed if e["executionArn"] not in already]
-        done = [e for e in fresh if e["status"] in TERMINAL]
-        if (len(fresh) >= expected and len(done) == len(fresh)) or time.monotonic() > deadline:
-            return [describe_execution(stack, e["executionArn"]) for e in fresh]
-        # Executions run in this process's threads: a tight poll would take the GIL they need.
-        time.sleep(0.1)
+        running = _list_executions(sfn, stack.state_machine_arn, status="RUNNING")
+        if not [e for e in running if e["executionArn"] not in already] or time.monotonic() > deadline:
+            fresh = [e for e in _list_executions(sfn, stack.state_machine_arn) if e["executionArn"] not in already]
+            if len(fresh) >= expected or time.monotonic() > deadline:
+                return [describe_execution(stack, e["executionArn"]) for e in fresh]
+        time.sleep(interval)
+        interval = min(interval * 1.5, 1.0)
 
 
-def _list_executions(sfn: Any, arn: str) -> list[dict[str, Any]]:
+def _list_executions(sfn: Any, arn: str, status: str | None = None) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
-    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
+    filters = {"statusFilter": status} if status else {}
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn, **filters):
         found.extend(page["executions"])
     return found
 
