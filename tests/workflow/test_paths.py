@@ -13,7 +13,7 @@ ROUTED_PATH = ["PrepareJob", "CheckJobId", "ClaimJob", "CheckCreditsSource", "De
                "EnqueueJob", "MarkRouted", "EmitRouted"]
 REJECTED_PATH = ["PrepareJob", "CheckJobId", "ClaimJob", "CheckCreditsSource", "DecideRoute", "RouteOrReject",
                  "MarkRejected", "EmitRejected"]
-FAILURE_TAIL = ["RecordFailure", "SendToFailureQueue", "EmitFailed", "JobFailed"]
+FAILURE_TAIL = ["RecordFailure", "SendToFailureQueue", "EmitFailed", "CountFailure", "JobFailed"]
 
 
 def parse_time(text: str) -> datetime:
@@ -82,7 +82,7 @@ def test_duplicate_submission_sends_and_emits_nothing(stack: LocalStack) -> None
     [first] = submit(stack, detail)
     [second] = submit(stack, detail)
     assert (first.status, second.status) == ("ROUTED", "DUPLICATE")
-    assert second.path == ["PrepareJob", "CheckJobId", "ClaimJob", "AlreadyHandled"]
+    assert second.path == ["PrepareJob", "CheckJobId", "ClaimJob", "CountDuplicate", "AlreadyHandled"]
     assert len(messages_for(stack, "FalJobQueueUrl", detail["jobId"])) == 1
     assert len(events_for(stack, detail["jobId"])) == 1
     assert stack.record(detail["jobId"])["attempts"] == 1  # type: ignore[index]
@@ -137,7 +137,7 @@ def test_lambda_failing_for_good_is_a_replayable_rule_error(stack: LocalStack) -
     detail = job()
     [result] = submit(stack, detail)
     assert result.status == "FAILED"
-    assert result.path[-6:] == ["DecideRoute", "NameRuleError", *FAILURE_TAIL]
+    assert result.path[-7:] == ["DecideRoute", "NameRuleError", *FAILURE_TAIL]
     assert _assert_failed(stack, detail, "rule_error:") == "rule_error:RuntimeError"
     assert messages_for(stack, "FalJobQueueUrl", detail["jobId"]) == []
 
@@ -157,7 +157,7 @@ def test_missing_provider_queue_is_a_queue_error(fresh_stack: LocalStack) -> Non
     detail = job()
     [result] = submit(fresh_stack, detail)
     assert result.status == "FAILED"
-    assert result.path[-6:] == ["EnqueueJob", "NameQueueError", *FAILURE_TAIL]
+    assert result.path[-7:] == ["EnqueueJob", "NameQueueError", *FAILURE_TAIL]
     assert _assert_failed(fresh_stack, detail, "queue_error:").startswith("queue_error:SQS.")
 
 

@@ -9,6 +9,7 @@ Re-check each on a moto upgrade: when moto closes a gap, delete its adapter.
 | CloudFormation creates state machines in a non-executing     | route_cfn_state_machines         |
 |   backend                                                    |                                  |
 | EventBridge accepts a Step Functions target, never starts it | deliver_events_to_step_functions |
+|   (and matches schedule rules to every event)                |                                  |
 | Lambda without Docker returns a canned payload               | invoke_lambdas_in_process        |
 | Retry waits are real sleeps (up to minutes per test)         | compress_retry_waits             |
 | The interpreter builds a new boto3 client for every task call | reuse_interpreter_clients        |
@@ -139,9 +140,11 @@ def deliver_events_to_step_functions() -> None:
     original = models.Rule.send_to_targets
 
     def send_to_targets(self: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
+        if getattr(self, "scheduled_expression", None):
+            return  # a schedule rule never matches events on AWS; moto would match it to all
         state_machines = [t for t in self.targets if parse_arn(t["Arn"]).service == "states"]
-        others = copy.copy(self)  # moto raises NotImplementedError on targets it does not know
-        others.targets = [t for t in self.targets if t not in state_machines]
+        others = copy.copy(self)  # moto raises NotImplementedError on targets it does not deliver
+        others.targets = [t for t in self.targets if parse_arn(t["Arn"]).service in ("logs", "events", "sqs")]
         original(others, original_event, transform_input)
         if not state_machines or not self.event_pattern.matches_event(original_event):
             return

@@ -42,20 +42,28 @@ def load_template(path: Path | None = None) -> dict[str, Any]:
     return result
 
 
-def translate(template: dict[str, Any] | None = None, parameters: dict[str, str] | None = None) -> dict[str, Any]:
-    """SAM -> CloudFormation, the way `sam deploy` would after `sam package`, but offline:
-    the ASL file is inlined and function code is a placeholder (the real code runs in process)."""
+def translate(template: dict[str, Any] | None = None, parameters: dict[str, str] | None = None,
+              packaged: bool = False) -> dict[str, Any]:
+    """SAM -> CloudFormation, offline. For the local stack the ASL is inlined and function code is a
+    placeholder (the real code runs in process); `packaged` gives what `sam package` would
+    deploy instead (artifacts as S3 locations), for linting."""
     from samtranslator.translator.transform import transform
 
     os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
     sam = json.loads(json.dumps(template or load_template()))
-    for resource in sam["Resources"].values():
+    for logical, resource in sam["Resources"].items():
         props = resource.get("Properties", {})
         if resource["Type"] == "AWS::Serverless::StateMachine" and "DefinitionUri" in props:
-            props["Definition"] = json.loads((project.ROOT / props.pop("DefinitionUri")).read_text())
+            if packaged:
+                props["DefinitionUri"] = f"s3://routing-manager-artifacts/{logical}.asl.json"
+            else:
+                props["Definition"] = json.loads((project.ROOT / props.pop("DefinitionUri")).read_text())
         if resource["Type"] == "AWS::Serverless::Function" and "CodeUri" in props:
-            del props["CodeUri"]
-            props["InlineCode"] = "# runs in process on the local stack"
+            if packaged:
+                props["CodeUri"] = f"s3://routing-manager-artifacts/{logical}.zip"
+            else:
+                del props["CodeUri"]
+                props["InlineCode"] = "# runs in process on the local stack"
     translated: dict[str, Any] = transform(sam, parameters or {}, _NoManagedPolicies())
     return translated
 
@@ -165,7 +173,8 @@ def deploy(session: Any | None = None, endpoint_url: str | None = None, paramete
 
     cfn = session.client("cloudformation", region_name=REGION, endpoint_url=endpoint_url)
     # moto has no AWS::SQS::QueuePolicy (the DLQ's policy for EventBridge); nothing local needs it.
-    warnings.filterwarnings("ignore", message=".*AWS::SQS::QueuePolicy.*")
+    # Resources moto's CloudFormation does not model (QueuePolicy, Dashboard): nothing local needs them.
+    warnings.filterwarnings("ignore", message="Tried to parse AWS::.* but it's not supported")
     cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(cfn_template),
                      Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
                      Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"])
@@ -181,7 +190,9 @@ def deploy(session: Any | None = None, endpoint_url: str | None = None, paramete
         if res.get("ResourceType") != "AWS::Lambda::Function" or res["LogicalResourceId"] not in code_uris:
             continue
         config = lam.get_function_configuration(FunctionName=res["PhysicalResourceId"])
-        env = config.get("Environment", {}).get("Variables", {})
+        env = dict(config.get("Environment", {}).get("Variables", {}))
+        if endpoint_url:  # the function's own AWS clients must reach the local server, not AWS
+            env["AWS_ENDPOINT_URL"] = endpoint_url
         logical = res["LogicalResourceId"]
         handler = _load_handler(logical, code_uris[logical], handlers[logical], env)
         fn = moto_adapters.InProcessFunction(handler=handler, name=config["FunctionName"])

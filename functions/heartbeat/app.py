@@ -1,0 +1,49 @@
+"""Heartbeat canary: every 5 minutes, prove the routing path works, then say so.
+
+Publishes `Agent/RoutingManager/Heartbeat` = 1 (namespace VideoJobRouting; the Admin
+Dashboard discovers agents by it) only after the rules Lambda decided a canary job in dry-run
+and the Jobs table answered. It enqueues nothing, writes no job record and emits no job event;
+a failing check raises, so no heartbeat is published and the Lambda's Errors metric counts it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import boto3
+
+NAMESPACE = os.environ.get("HEARTBEAT_NAMESPACE", "VideoJobRouting")
+RULES_FUNCTION = os.environ["RULES_FUNCTION_NAME"]
+JOBS_TABLE = os.environ["JOBS_TABLE_NAME"]
+METRIC = "Agent/RoutingManager/Heartbeat"
+CANARY_KEY = "__routing-manager-heartbeat__"  # a key no job uses: reading it touches no job data
+CANARY_JOB = {"jobId": CANARY_KEY, "userId": "heartbeat", "prompt": "heartbeat canary", "lengthSec": 8,
+              "resolution": "720p", "provider": "auto"}
+
+lambda_client = boto3.client("lambda")
+dynamodb = boto3.client("dynamodb")
+cloudwatch = boto3.client("cloudwatch")
+
+
+class CanaryFailed(RuntimeError):
+    """The routing path is not working: no heartbeat."""
+
+
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    response = lambda_client.invoke(FunctionName=RULES_FUNCTION,
+                                    Payload=json.dumps({"detail": CANARY_JOB, "dryRun": True}).encode())
+    payload = json.loads(response["Payload"].read() or b"null")
+    if response.get("FunctionError"):
+        error = payload.get("errorType") if isinstance(payload, dict) else None
+        raise CanaryFailed(f"rules Lambda failed: {error}")
+    if not isinstance(payload, dict) or payload.get("outcome") != "route":
+        reason = payload.get("reason") if isinstance(payload, dict) else payload
+        raise CanaryFailed(f"canary job was not routed: {reason}")
+    dynamodb.get_item(TableName=JOBS_TABLE, Key={"jobId": {"S": CANARY_KEY}},
+                      ProjectionExpression="jobId")
+    cloudwatch.put_metric_data(Namespace=NAMESPACE,
+                               MetricData=[{"MetricName": METRIC, "Value": 1.0, "Unit": "Count"}])
+    print(json.dumps({"message": "heartbeat", "provider": payload["provider"], "rule": payload["rule"]}))
+    return {"heartbeat": 1, "provider": payload["provider"], "rule": payload["rule"]}

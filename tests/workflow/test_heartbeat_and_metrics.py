@@ -1,0 +1,81 @@
+"""The heartbeat canary and the workflow's own counts, on the local stack."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from routing_manager.local.stack import LocalStack
+from tests.workflow.conftest import job, submit
+
+
+def _datapoints(stack: LocalStack, metric: str, dimensions: list[dict[str, str]] | None = None) -> float:
+    now = datetime.now(UTC)
+    stats = stack.client("cloudwatch").get_metric_statistics(
+        Namespace="VideoJobRouting", MetricName=metric, Dimensions=dimensions or [],
+        StartTime=now - timedelta(hours=1), EndTime=now + timedelta(minutes=5), Period=3600, Statistics=["Sum"])
+    return sum(p["Sum"] for p in stats["Datapoints"])
+
+
+def _invoke_heartbeat(stack: LocalStack) -> dict:  # type: ignore[type-arg]
+    response = stack.client("lambda").invoke(FunctionName=stack.outputs["HeartbeatFunctionName"])
+    return {"error": response.get("FunctionError"), "payload": json.loads(response["Payload"].read())}
+
+
+def _job_data(stack: LocalStack) -> tuple[int, int, int]:
+    items = stack.client("dynamodb").scan(TableName=stack.outputs["JobsTableName"])["Count"]
+    messages = sum(len(stack.messages(stack.outputs[k])) for k in ("FalJobQueueUrl", "ReplicateJobQueueUrl"))
+    return items, messages, len(stack.outcome_events())
+
+
+HEARTBEAT = "Agent/RoutingManager/Heartbeat"  # account-wide: tests compare before and after
+
+
+def test_canary_publishes_heartbeat_and_touches_no_job_data(fresh_stack: LocalStack) -> None:
+    before = _job_data(fresh_stack)
+    beats = _datapoints(fresh_stack, HEARTBEAT)
+    result = _invoke_heartbeat(fresh_stack)
+    assert result == {"error": None, "payload": {"heartbeat": 1, "provider": "fal", "rule": "short-720p-to-fal"}}
+    assert _datapoints(fresh_stack, HEARTBEAT) == beats + 1
+    assert _job_data(fresh_stack) == before
+    assert fresh_stack.rules.invocations == 1
+
+
+@pytest.mark.parametrize("fault", [RuntimeError("rules broken"), "ServiceException"])
+def test_no_heartbeat_when_the_rules_lambda_fails(fresh_stack: LocalStack, fault: object) -> None:
+    fresh_stack.rules.faults[:] = [fault]
+    beats = _datapoints(fresh_stack, HEARTBEAT)
+    result = _invoke_heartbeat(fresh_stack)
+    assert result["error"] == "Unhandled"
+    assert result["payload"]["errorType"] in ("CanaryFailed", "ServiceException")
+    assert _datapoints(fresh_stack, HEARTBEAT) == beats
+
+
+def test_no_heartbeat_when_the_canary_job_would_not_route(fresh_stack: LocalStack) -> None:
+    rules = fresh_stack.rules
+    real = rules.handler
+    rules.handler = lambda event, context: {**real(event, context), "outcome": "reject", "reason": "no_route"}
+    beats = _datapoints(fresh_stack, HEARTBEAT)
+    try:
+        result = _invoke_heartbeat(fresh_stack)
+    finally:
+        rules.handler = real
+    assert result["error"] == "Unhandled" and "not routed: no_route" in result["payload"]["errorMessage"]
+    assert _datapoints(fresh_stack, HEARTBEAT) == beats
+
+
+def test_duplicates_and_failures_are_counted(fresh_stack: LocalStack) -> None:
+    detail = job()
+    submit(fresh_stack, detail)
+    submit(fresh_stack, detail)
+    fresh_stack.rules.faults[:] = [RuntimeError("boom")]
+    submit(fresh_stack, job())
+
+    def count(outcome: str) -> float:
+        return _datapoints(fresh_stack, "RoutingAttempts", [
+            {"Name": "provider", "Value": "none"}, {"Name": "outcome", "Value": outcome},
+            {"Name": "service", "Value": "routing-manager"}])
+
+    assert (count("duplicate"), count("failed")) == (1, 1)
