@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -140,6 +141,149 @@ def table_validate(path: Annotated[Path, typer.Argument(help="A routing table JS
     except RoutingTableError as exc:
         raise fail(str(exc)) from None
     out.print(f"{path}: valid ({len(table['providers'])} providers, {len(table['rules'])} rules)")
+
+
+# --- publish ------------------------------------------------------------------------------
+
+def _aws_client(service: str, profile: str | None, region: str | None, endpoint_url: str | None) -> Any:
+    import boto3
+
+    session = boto3.session.Session(profile_name=profile, region_name=region)
+    return session.client(service, endpoint_url=endpoint_url)
+
+
+ProfileOpt = Annotated[str | None, typer.Option(help="AWS profile.")]
+RegionOpt = Annotated[str | None, typer.Option(help="AWS region.")]
+EndpointOpt = Annotated[str | None, typer.Option(help="Endpoint URL, e.g. the local stack's.")]
+
+
+@app.command()
+def publish(
+    paths: Annotated[list[str], typer.Argument(help="Event files, folders, or - for JSON on stdin.")],
+    event_bus: Annotated[str | None, typer.Option(help="Event bus (default: the account's default bus).")] = None,
+    profile: ProfileOpt = None,
+    region: RegionOpt = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON result per job per line.")] = False,
+) -> None:
+    """Validate jobs against the contract and publish them as video.job.submitted events."""
+    from rich.progress import Progress
+
+    from routing_manager.events import parse_events
+    from routing_manager.publish import publish_jobs
+
+    try:
+        events = []
+        for raw in paths:
+            if raw == "-":
+                events.extend(parse_events(sys.stdin.read(), "<stdin>"))
+            else:
+                for path in expand_paths([Path(raw)]):
+                    events.extend(read_events(path))
+        client = _aws_client("events", profile, region, endpoint_url)
+    except EventFileError as exc:
+        raise fail(str(exc)) from None
+    details = [e.detail for e in events]
+    origins = [e.origin for e in events]
+    with Progress(console=err, transient=True, disable=len(details) < 20) as progress:
+        task = progress.add_task("publishing", total=len(details))
+        results = publish_jobs(details, client, event_bus=event_bus, origins=origins,
+                               on_progress=lambda n: progress.advance(task, n))
+    for r in results:
+        if as_json:
+            out.print(json.dumps({"origin": r.origin, "jobId": r.jobId, "eventId": r.eventId, "error": r.error}),
+                      markup=False, highlight=False)
+        elif r.ok:
+            out.print(f"sent {r.origin} jobId={r.jobId} eventId={r.eventId}", markup=False, highlight=False)
+        else:
+            err.print(f"error: {r.origin}: {r.error}", markup=False, highlight=False)
+    invalid = sum(1 for r in results if r.error and r.error.startswith(("invalid job", "too large")))
+    unsent = sum(1 for r in results if not r.ok) - invalid
+    err.print(f"{sum(r.ok for r in results)} sent, {invalid} invalid, {unsent} failed", highlight=False)
+    if invalid:
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if unsent:
+        raise typer.Exit(EXIT_FAILED)
+
+
+# --- replay -------------------------------------------------------------------------------
+
+def _duration(text: str) -> timedelta:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if len(text) > 1 and text[-1] in units and text[:-1].isdigit():
+        return timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    raise typer.BadParameter(f"{text!r}: use a number and s, m, h or d (e.g. 15m)")
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return datetime.now(UTC) - _duration(text)
+    except typer.BadParameter:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: an ISO 8601 time or a duration such as 2h") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def stack_outputs(stack_name: str, profile: str | None, region: str | None, endpoint_url: str | None) -> dict[str, str]:
+    from botocore.exceptions import ClientError
+
+    try:
+        stack = _aws_client("cloudformation", profile, region, endpoint_url).describe_stacks(
+            StackName=stack_name)["Stacks"][0]
+    except ClientError as exc:
+        raise fail(f"stack {stack_name}: {exc.response['Error']['Message']}") from None
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+@app.command()
+def replay(
+    stack: Annotated[str, typer.Option(help="The deployed stack (its outputs name table, queues, bus).")] = (
+        "routing-manager"),
+    job_id: Annotated[list[str] | None, typer.Option("--job-id", help="Only these jobs (repeatable).")] = None,
+    since: Annotated[str | None, typer.Option(help="Only failures since: ISO time or a duration (2h).")] = None,
+    reason: Annotated[str | None, typer.Option(help="Only reasons starting with this (queue_error).")] = None,
+    stale_after: Annotated[str, typer.Option(help="A claim older than this is stale (EXPRESS runs <= 5m).")] = "15m",
+    yes: Annotated[bool, typer.Option("--yes", help="Replay them. Without it: list only (dry run).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per job per line.")] = False,
+    profile: ProfileOpt = None,
+    region: RegionOpt = None,
+    endpoint_url: EndpointOpt = None,
+) -> None:
+    """List failed jobs and stale claims; with --yes, re-submit them (never enqueued twice)."""
+    from routing_manager import replay as replaying
+
+    stale = _duration(stale_after)
+    since_time = _since(since)
+    outputs = stack_outputs(stack, profile, region, endpoint_url)
+    ddb, sqs, events = (_aws_client(s, profile, region, endpoint_url) for s in ("dynamodb", "sqs", "events"))
+    table = outputs["JobsTableName"]
+    found = replaying.find(ddb, sqs, table, outputs.get("RoutingFailureQueueUrl"), outputs.get("SubmittedEventsDLQUrl"),
+                           stale)
+    chosen = replaying.select(found, job_id, since_time, reason)
+    try:
+        done = replaying.replay(chosen, ddb, sqs, events, table, outputs.get("EventBusName"), yes)
+    finally:
+        replaying.release(sqs, found)
+    if as_json:
+        for c in done:
+            out.print(json.dumps({"jobId": c.jobId, "source": c.source, "reason": c.reason,
+                                  "since": c.since.isoformat() if c.since else None, "action": c.action}),
+                      markup=False, highlight=False)
+    else:
+        table_view = Table(title=f"replay {'(dry run)' if not yes else ''}", title_justify="left")
+        for column in ("jobId", "source", "reason", "since", "action"):
+            table_view.add_column(column, overflow="fold")
+        for c in done:
+            table_view.add_row(str(c.jobId), c.source, c.reason, c.since.isoformat() if c.since else "-", c.action)
+        out.print(table_view)
+    actionable = sum(1 for c in done if c.actionable)
+    if not yes and actionable:
+        err.print(f"{actionable} jobs to replay: run again with --yes", highlight=False)
 
 
 # --- local stack --------------------------------------------------------------------------

@@ -77,6 +77,7 @@ class LocalStack:
     functions: dict[str, moto_adapters.InProcessFunction]
     tap_queue_url: str
     endpoint_url: str | None = None
+    name: str = STACK_NAME
     _seen_events: list[dict[str, Any]] = field(default_factory=list)
     _seen_messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -201,7 +202,7 @@ def deploy(session: Any | None = None, endpoint_url: str | None = None, paramete
 
     tap = _create_event_tap(session, endpoint_url, outputs.get("EventBusName", "default"), stack_name)
     return LocalStack(session=session, outputs=outputs, functions=functions, tap_queue_url=tap,
-                      endpoint_url=endpoint_url)
+                      endpoint_url=endpoint_url, name=stack_name)
 
 
 def _create_event_tap(session: Any, endpoint_url: str | None, bus: str, stack_name: str) -> str:

@@ -1,0 +1,131 @@
+"""Publishing submitted jobs to EventBridge, as a frontend does. Importable:
+
+    from routing_manager.publish import publish_jobs
+    results = publish_jobs([detail, ...], client=boto3.client("events"))
+
+Each job is validated against the contract first (an invalid one is reported, never sent),
+wrapped in the envelope (source `frontend.api`, detail-type `video.job.submitted`), batched
+by PutEvents' limits (10 entries, 256 KB) and its failed entries retried with backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from routing_core.contract import SUBMITTED_DETAIL_TYPE, SUBMITTED_SOURCE
+
+MAX_ENTRIES = 10
+MAX_REQUEST_BYTES = 256 * 1024
+RETRYABLE_CALL_ERRORS = {"ThrottlingException", "InternalException", "ServiceUnavailable", "InternalFailure"}
+
+
+@dataclass
+class Published:
+    origin: str
+    jobId: Any
+    eventId: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.eventId is not None
+
+
+def validation_error(detail: Any) -> str | None:
+    """None for a job the contract accepts, else one line naming each bad field."""
+    from pydantic import ValidationError
+    from routing_core.contract import SubmittedJob
+
+    try:
+        SubmittedJob.model_validate(detail)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "detail"
+            message = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{field}: {message}")
+        return "; ".join(parts)
+    return None
+
+
+def entry_size(entry: dict[str, Any]) -> int:
+    """PutEvents' size of an entry: Source, DetailType, Detail and Resources, UTF-8."""
+    return sum(len(str(entry.get(key, "")).encode()) for key in ("Source", "DetailType", "Detail")) + sum(
+        len(r.encode()) for r in entry.get("Resources", []))
+
+
+def _batches(items: list[tuple[Published, dict[str, Any]]]) -> Iterable[list[tuple[Published, dict[str, Any]]]]:
+    batch: list[tuple[Published, dict[str, Any]]] = []
+    size = 0
+    for item in items:
+        item_size = entry_size(item[1])
+        if batch and (len(batch) == MAX_ENTRIES or size + item_size > MAX_REQUEST_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += item_size
+    if batch:
+        yield batch
+
+
+def publish_jobs(jobs: Iterable[Any], client: Any, event_bus: str | None = None, max_attempts: int = 5,
+                 base_delay: float = 0.2, origins: Iterable[str] | None = None,
+                 on_progress: Callable[[int], None] | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> list[Published]:
+    """Validate, batch and send; returns one result per job, in order."""
+    from botocore.exceptions import ClientError
+
+    jobs = list(jobs)
+    names = list(origins) if origins is not None else [f"job[{i}]" for i in range(len(jobs))]
+    results: list[Published] = []
+    pending: list[tuple[Published, dict[str, Any]]] = []
+    for origin, detail in zip(names, jobs, strict=True):
+        result = Published(origin, detail.get("jobId") if isinstance(detail, dict) else None)
+        results.append(result)
+        error = validation_error(detail)
+        if error:
+            result.error = f"invalid job: {error}"
+            continue
+        entry = {"Source": SUBMITTED_SOURCE, "DetailType": SUBMITTED_DETAIL_TYPE, "Detail": json.dumps(detail)}
+        if event_bus:
+            entry["EventBusName"] = event_bus
+        if entry_size(entry) > MAX_REQUEST_BYTES:
+            result.error = f"too large: {entry_size(entry)} bytes, PutEvents takes at most {MAX_REQUEST_BYTES}"
+            continue
+        pending.append((result, entry))
+
+    for batch in _batches(pending):
+        attempt = 0
+        while batch:
+            attempt += 1
+            try:
+                response = client.put_events(Entries=[entry for _, entry in batch])
+                answers = response["Entries"]
+            except ClientError as exc:
+                code = exc.response["Error"]["Code"]
+                if code not in RETRYABLE_CALL_ERRORS or attempt >= max_attempts:
+                    for result, _ in batch:
+                        result.error = f"{code}: {exc.response['Error'].get('Message', '')}"
+                    break
+                answers = [{"ErrorCode": code, "ErrorMessage": str(exc)}] * len(batch)
+            retry = []
+            for (result, entry), answer in zip(batch, answers, strict=True):
+                if answer.get("EventId"):
+                    result.eventId, result.error = answer["EventId"], None
+                    if on_progress:
+                        on_progress(1)
+                elif attempt < max_attempts:
+                    retry.append((result, entry))
+                else:
+                    result.error = f"{answer.get('ErrorCode')}: {answer.get('ErrorMessage')} after {attempt} attempts"
+                    if on_progress:
+                        on_progress(1)
+            batch = retry
+            if batch:  # exponential backoff with full jitter, as the AWS SDKs do
+                sleep(random.uniform(0, base_delay * 2 ** (attempt - 1)))
+    return results

@@ -1,0 +1,203 @@
+"""Finding failed jobs and re-submitting them (EXPRESS workflows have no redrive).
+
+Sources: FAILED records in the Jobs table (with the stored event), the workflow's failure
+queue, the EventBridge rule's dead-letter queue, and claims left CLAIMED by an execution that
+died (older than a stale window). Replay re-publishes the original event; the workflow's
+claim makes that safe: a job routed or rejected meanwhile ends as a duplicate, never enqueued
+twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from routing_core.contract import SUBMITTED_DETAIL_TYPE, SUBMITTED_SOURCE
+
+STALE_CLAIM_REASON = "state_error:stale_claim"
+DONE = ("ROUTED", "REJECTED")
+
+
+@dataclass
+class Candidate:
+    jobId: str | None
+    source: str  # record | stale-claim | failure-queue | dlq
+    reason: str
+    since: datetime | None
+    event: dict[str, Any] | None
+    claimedBy: str | None = None
+    status: str | None = None  # the record's status when the candidate came from a queue
+    messages: list[tuple[str, str]] = field(default_factory=list)  # (queue URL, receipt handle)
+    action: str = ""
+
+    @property
+    def actionable(self) -> bool:
+        return self.event is not None and self.status not in DONE
+
+
+def _time(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _detail_job_id(event: Any) -> str | None:
+    detail = event.get("detail") if isinstance(event, dict) else None
+    job_id = detail.get("jobId") if isinstance(detail, dict) else None
+    return job_id if isinstance(job_id, str) else None
+
+
+def _records(ddb: Any, table: str) -> list[dict[str, Any]]:
+    """FAILED and CLAIMED items. A Scan (the shared table has no index of ours): its cost is one
+    read of the table, paid only when an operator runs replay."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {
+        "TableName": table, "FilterExpression": "#s IN (:failed, :claimed)",
+        "ExpressionAttributeNames": {"#s": "status"},
+        "ExpressionAttributeValues": {":failed": {"S": "FAILED"}, ":claimed": {"S": "CLAIMED"}}}
+    deserializer = TypeDeserializer()
+    while True:
+        page = ddb.scan(**kwargs)
+        items.extend({k: deserializer.deserialize(v) for k, v in item.items()} for item in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _drain(sqs: Any, url: str, visibility: int) -> list[dict[str, Any]]:
+    """Every visible message, hidden for `visibility` seconds while replay decides."""
+    found: list[dict[str, Any]] = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=visibility,
+                                    MessageAttributeNames=["All"]).get("Messages", [])
+        if not batch:
+            return found
+        found.extend(batch)
+
+
+def find(ddb: Any, sqs: Any, table: str, failure_queue: str | None, dlq: str | None,
+         stale_after: timedelta, now: datetime | None = None, visibility: int = 60) -> list[Candidate]:
+    now = now or datetime.now(UTC)
+    by_job: dict[str, Candidate] = {}
+    others: list[Candidate] = []
+    records = {r["jobId"]: r for r in _records(ddb, table)}
+    for job_id, record in records.items():
+        event = json.loads(record["submittedEvent"]) if record.get("submittedEvent") else None
+        if record["status"] == "FAILED":
+            by_job[job_id] = Candidate(job_id, "record", record.get("failureReason", "?"),
+                                       _time(record.get("failedAt")), event, status="FAILED")
+        elif (claimed := _time(record.get("claimedAt"))) and now - claimed > stale_after:
+            by_job[job_id] = Candidate(job_id, "stale-claim", STALE_CLAIM_REASON, claimed, event,
+                                       claimedBy=record.get("claimedBy"), status="CLAIMED")
+
+    queues = [(failure_queue, "failure-queue"), (dlq, "dlq")]
+    for url, source in queues:
+        if not url:
+            continue
+        for message in _drain(sqs, url, visibility):
+            body = json.loads(message["Body"])
+            if source == "failure-queue":
+                event, reason = body.get("event"), body.get("reason", "?")
+            else:  # EventBridge dead-letters the event itself; the error is an attribute
+                event = body
+                attrs = message.get("MessageAttributes", {})
+                error = attrs.get("ERROR_CODE") or attrs.get("ERROR_MESSAGE") or {}
+                reason = "undelivered:" + error.get("StringValue", "?")
+            job_id = _detail_job_id(event)
+            receipt = (url, message["ReceiptHandle"])
+            if job_id and job_id in by_job:
+                by_job[job_id].messages.append(receipt)
+                continue
+            status = None
+            if job_id:
+                item = ddb.get_item(TableName=table, Key={"jobId": {"S": job_id}}, ConsistentRead=True,
+                                    ProjectionExpression="#s", ExpressionAttributeNames={"#s": "status"}).get("Item")
+                status = item["status"]["S"] if item and "status" in item else None
+            candidate = Candidate(job_id, source, reason, _time(event.get("time")) if isinstance(event, dict) else None,
+                                  event if isinstance(event, dict) else None, status=status, messages=[receipt])
+            if job_id:
+                by_job[job_id] = candidate
+            else:
+                others.append(candidate)
+    return sorted([*by_job.values(), *others], key=lambda c: (c.since or now, c.jobId or ""))
+
+
+def select(candidates: list[Candidate], job_ids: list[str] | None = None, since: datetime | None = None,
+           reason: str | None = None) -> list[Candidate]:
+    chosen = candidates
+    if job_ids:
+        chosen = [c for c in chosen if c.jobId in job_ids]
+    if since:
+        chosen = [c for c in chosen if c.since is None or c.since >= since]
+    if reason:
+        chosen = [c for c in chosen if c.reason.startswith(reason)]
+    return chosen
+
+
+def replay(candidates: list[Candidate], ddb: Any, sqs: Any, events: Any, table: str,
+           event_bus: str | None, yes: bool) -> list[Candidate]:
+    """Dry run unless `yes`: sets each candidate's `action` and, with `yes`, carries it out."""
+    from botocore.exceptions import ClientError
+
+    for c in candidates:
+        if c.status in DONE:  # only queue messages can be behind a finished job
+            if yes:
+                _delete(sqs, c.messages)
+            c.action = f"already {c.status.lower()}: " + ("message removed" if yes else "skip")
+            continue
+        if c.event is None:
+            c.action = "no event stored: cannot replay"
+            continue
+        if not yes:
+            c.action = "would release claim and replay" if c.source == "stale-claim" else "would replay"
+            continue
+        if c.source == "stale-claim":
+            try:  # only if the dead execution still holds it
+                ddb.update_item(
+                    TableName=table, Key={"jobId": {"S": c.jobId}},
+                    UpdateExpression="SET #s = :failed, failureReason = :reason, failedAt = :now REMOVE claimedBy",
+                    ConditionExpression="#s = :claimed AND claimedBy = :holder",
+                    ExpressionAttributeNames={"#s": "status"},
+                    ExpressionAttributeValues={":failed": {"S": "FAILED"}, ":claimed": {"S": "CLAIMED"},
+                                               ":holder": {"S": c.claimedBy or ""},
+                                               ":reason": {"S": STALE_CLAIM_REASON},
+                                               ":now": {"S": datetime.now(UTC).isoformat()}})
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+                c.action = "claim moved on meanwhile: skipped"
+                continue
+        entry = {"Source": SUBMITTED_SOURCE, "DetailType": SUBMITTED_DETAIL_TYPE,
+                 "Detail": json.dumps(c.event["detail"] if c.event else None)}
+        if event_bus:
+            entry["EventBusName"] = event_bus
+        answer = events.put_events(Entries=[entry])["Entries"][0]
+        if answer.get("EventId"):
+            _delete(sqs, c.messages)
+            c.action = f"replayed as {answer['EventId']}"
+        else:
+            c.action = f"not sent: {answer.get('ErrorCode')} (messages kept)"
+    return candidates
+
+
+def _delete(sqs: Any, messages: list[tuple[str, str]]) -> None:
+    for url, receipt in messages:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=receipt)
+    messages.clear()
+
+
+def release(sqs: Any, candidates: list[Candidate]) -> None:
+    """Make every message replay read but did not consume visible again at once, so a dry run
+    or a filtered replay hides nothing from the next run."""
+    for c in candidates:
+        for url, receipt in c.messages:
+            sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=0)
+        c.messages.clear()

@@ -1,0 +1,106 @@
+"""`routing-manager replay` on the local stack: failed jobs come back exactly once."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from typer.testing import CliRunner
+
+from routing_manager.cli import app
+from routing_manager.local.stack import LocalStack, execution_arns, wait_for_executions
+from tests.workflow.conftest import job, messages_for, submit
+
+
+def replay_cli(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, *args: str) -> list[dict]:  # type: ignore[type-arg]
+    monkeypatch.setattr("routing_manager.cli._aws_client", lambda service, *a: stack.client(service))
+    before = execution_arns(stack)
+    result = CliRunner().invoke(app, ["replay", "--stack", stack.name, "--json", *args])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    replayed = sum(1 for r in rows if r["action"].startswith("replayed"))
+    if replayed:
+        wait_for_executions(stack, replayed, already=before)
+    return rows
+
+
+def test_queue_error_replayed_after_the_queue_is_restored_routes_exactly_once(
+        fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    sqs = fresh_stack.client("sqs")
+    fal_url = fresh_stack.outputs["FalJobQueueUrl"]
+    name = fal_url.rsplit("/", 1)[1]
+    sqs.delete_queue(QueueUrl=fal_url)
+    detail = job()
+    [failed] = submit(fresh_stack, detail)
+    assert failed.status == "FAILED"
+
+    dry = replay_cli(fresh_stack, monkeypatch)
+    assert [(r["jobId"], r["source"], r["action"]) for r in dry] == [(detail["jobId"], "record", "would replay")]
+    assert dry[0]["reason"].startswith("queue_error:")
+    assert fresh_stack.record(detail["jobId"])["status"] == "FAILED"  # type: ignore[index]  # dry run: untouched
+
+    assert sqs.create_queue(QueueName=name)["QueueUrl"] == fal_url  # the queue is back
+    [row] = replay_cli(fresh_stack, monkeypatch, "--yes")
+    assert row["action"].startswith("replayed as ")
+    record = fresh_stack.record(detail["jobId"])
+    assert record is not None and (record["status"], record["attempts"]) == ("ROUTED", 2)
+    assert len(messages_for(fresh_stack, "FalJobQueueUrl", detail["jobId"])) == 1
+    # the failure queue message was consumed with the record: a second replay finds nothing
+    assert replay_cli(fresh_stack, monkeypatch, "--yes") == []
+    assert len(messages_for(fresh_stack, "FalJobQueueUrl", detail["jobId"])) == 1
+
+
+def test_stale_claim_is_recovered_and_a_fresh_one_is_left_alone(
+        fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    ddb = fresh_stack.client("dynamodb")
+    table = fresh_stack.outputs["JobsTableName"]
+
+    def claimed(detail: dict, minutes_ago: int) -> None:  # type: ignore[type-arg]
+        event = {"version": "0", "id": "e", "source": "frontend.api", "detail-type": "video.job.submitted",
+                 "time": "2026-01-01T00:00:00Z", "detail": detail}
+        at = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).isoformat()
+        ddb.put_item(TableName=table, Item={
+            "jobId": {"S": detail["jobId"]}, "status": {"S": "CLAIMED"}, "claimedAt": {"S": at},
+            "claimedBy": {"S": "arn:aws:states:us-east-1:123456789012:execution:dead:1"},
+            "submittedEvent": {"S": json.dumps(event)}, "attempts": {"N": "1"}})
+
+    stale, fresh = job(), job()
+    claimed(stale, 60)
+    claimed(fresh, 2)
+    rows = replay_cli(fresh_stack, monkeypatch, "--yes", "--stale-after", "15m")
+    assert [(r["jobId"], r["source"], r["reason"]) for r in rows] == [
+        (stale["jobId"], "stale-claim", "state_error:stale_claim")]
+    assert fresh_stack.record(stale["jobId"])["status"] == "ROUTED"  # type: ignore[index]
+    assert fresh_stack.record(fresh["jobId"])["status"] == "CLAIMED"  # type: ignore[index]
+
+
+def test_failure_message_for_a_job_routed_meanwhile_is_dropped_not_replayed(
+        fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    detail = job()
+    [routed] = submit(fresh_stack, detail)
+    assert routed.status == "ROUTED"
+    envelope = {"source": "frontend.api", "detail-type": "video.job.submitted", "detail": detail}
+    fresh_stack.client("sqs").send_message(QueueUrl=fresh_stack.outputs["RoutingFailureQueueUrl"],
+                                           MessageBody=json.dumps({"event": envelope, "reason": "queue_error:X"}))
+    [row] = replay_cli(fresh_stack, monkeypatch, "--yes")
+    assert (row["source"], row["action"]) == ("failure-queue", "already routed: message removed")
+    assert len(messages_for(fresh_stack, "FalJobQueueUrl", detail["jobId"])) == 1
+    assert replay_cli(fresh_stack, monkeypatch) == []
+
+
+def test_dead_lettered_event_is_replayed_and_filters_apply(
+        fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    sqs = fresh_stack.client("sqs")
+    details = [job(), job()]
+    for detail in details:
+        envelope = {"version": "0", "id": "x", "source": "frontend.api", "detail-type": "video.job.submitted",
+                    "time": datetime.now(UTC).isoformat(), "detail": detail}
+        sqs.send_message(QueueUrl=fresh_stack.outputs["SubmittedEventsDLQUrl"], MessageBody=json.dumps(envelope),
+                         MessageAttributes={"ERROR_CODE": {"DataType": "String", "StringValue": "THROTTLING"}})
+    rows = replay_cli(fresh_stack, monkeypatch, "--yes", "--job-id", details[0]["jobId"], "--reason", "undelivered")
+    assert [(r["jobId"], r["reason"]) for r in rows] == [(details[0]["jobId"], "undelivered:THROTTLING")]
+    assert fresh_stack.record(details[0]["jobId"])["status"] == "ROUTED"  # type: ignore[index]
+    assert fresh_stack.record(details[1]["jobId"]) is None
+    left = replay_cli(fresh_stack, monkeypatch)  # not selected: visible again at once, still listed
+    assert [(r["jobId"], r["action"]) for r in left] == [(details[1]["jobId"], "would replay")]
