@@ -9,7 +9,7 @@ export AWS_ACCESS_KEY_ID ?= testing
 export AWS_SECRET_ACCESS_KEY ?= testing
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup test unit lint demo bench schemas lock clean
+.PHONY: setup test unit lint demo bench schemas lock graph clean
 
 setup: $(BIN)/.installed $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed
 
@@ -49,6 +49,11 @@ schemas: $(BIN)/.installed
 
 lock: $(BIN)/.installed
 	$(BIN)/routing-manager table lock
+
+graph: $(BIN)/.installed
+	$(BIN)/routing-manager graph --format svg -o docs/routing-graph.svg
+	$(BIN)/routing-manager graph --format png -o docs/routing-graph.png
+	$(BIN)/routing-manager graph --format mermaid -o docs/routing-graph.mmd
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .coverage coverage.xml .hypothesis

@@ -286,6 +286,37 @@ def replay(
         err.print(f"{actionable} jobs to replay: run again with --yes", highlight=False)
 
 
+# --- graph --------------------------------------------------------------------------------
+
+@app.command()
+def graph(
+    fmt: Annotated[str, typer.Option("--format", help="svg, png or mermaid.")] = "svg",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write (mermaid: default stdout).")] = (
+        None),
+    definition: Annotated[Path | None, typer.Option(help="ASL file (default: statemachine/routing.asl.json).")] = None,
+) -> None:
+    """Draw the workflow: every state, every transition, Catch edges dashed."""
+    from routing_manager import graph as graphing
+
+    if fmt not in ("svg", "png", "mermaid"):
+        raise fail(f"--format {fmt!r}: use svg, png or mermaid")
+    try:
+        asl = graphing.load(definition or project.ASL)
+    except (OSError, ValueError) as exc:
+        raise fail(f"{definition or project.ASL}: {exc}") from None
+    if fmt == "mermaid":
+        text = graphing.mermaid(asl)
+        if output is None:
+            out.print(text, markup=False, highlight=False, end="")
+        else:
+            output.write_text(text)
+        return
+    target = output or Path(f"routing-graph.{fmt}")
+    if target.suffix != f".{fmt}":
+        raise fail(f"{target}: the file name must end in .{fmt}")
+    out.print(f"wrote {graphing.draw(asl, target)}")
+
+
 # --- local stack --------------------------------------------------------------------------
 
 @local_app.command("run")
@@ -295,6 +326,8 @@ def local_run(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the executions.")] = 60.0,
     lambda_log: Annotated[Path, typer.Option(help="Where the rules Lambda's log lines go.")] = Path(
         ".local/rules-lambda.log"),
+    graph_file: Annotated[Path | None, typer.Option("--graph", help="Also draw the states the jobs took "
+                                                                    "(.svg, .png or .mmd).")] = None,
 ) -> None:
     """Deploy the stack in process, publish each event through EventBridge, report each job."""
     import contextlib
@@ -315,6 +348,18 @@ def local_run(
             out.print(result.as_json(), markup=False, highlight=False)
     else:
         _print_results(results, runner.totals(results))
+    if graph_file is not None:
+        from collections import Counter
+
+        from routing_manager import graph as graphing
+
+        visits = Counter(state for r in results for state in dict.fromkeys(r.path))
+        asl = graphing.load(project.ASL)
+        if graph_file.suffix == ".mmd":
+            graph_file.write_text(graphing.mermaid(asl, visits))
+        else:
+            graphing.draw(asl, graph_file, visits)
+        err.print(f"wrote {graph_file}", highlight=False)
     if any(r.status == "STUCK" for r in results):
         raise fail(f"{sum(r.status == 'STUCK' for r in results)} executions still running after {timeout:g}s",
                    EXIT_FAILED)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from routing_core.contract import SUBMITTED_DETAIL_TYPE, SUBMITTED_SOURCE
+from routing_core.reasons import INVALID_LENGTH_RANGE
 
 MAX_ENTRIES = 10
 MAX_REQUEST_BYTES = 256 * 1024
@@ -48,6 +49,8 @@ def validation_error(detail: Any) -> str | None:
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "detail"
             message = err["msg"].removeprefix("Value error, ")
+            if field == "lengthSec" and err["type"] in ("greater_than_equal", "less_than_equal"):
+                message = INVALID_LENGTH_RANGE  # the reason code the router would reject it with
             parts.append(f"{field}: {message}")
         return "; ".join(parts)
     return None

@@ -135,13 +135,15 @@ def _load_handler(name: str, code_uri: str, handler: str, env: dict[str, str]) -
                                                   code_dir / f"{module_name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
-    if str(code_dir) not in sys.path:
-        sys.path.insert(0, str(code_dir))
     saved = dict(os.environ)
+    # The function's folder is its package root while it imports, as on Lambda, and only then:
+    # every function has an app.py, and one left on sys.path would shadow the others.
+    sys.path.insert(0, str(code_dir))
     try:
         os.environ.update(env)
         spec.loader.exec_module(module)
     finally:
+        sys.path.remove(str(code_dir))
         os.environ.clear()
         os.environ.update(saved)
     return getattr(module, attr)
