@@ -83,7 +83,8 @@ def test_star_resources_only_where_aws_requires_them(packaged: tuple[dict[str, A
                     if resource_arn == "*":
                         assert all(a in STAR_ALLOWED for a in _as_list(statement["Action"])), (name, statement)
                         if "cloudwatch:PutMetricData" in _as_list(statement["Action"]):
-                            assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": "VideoJobRouting"}}
+                            namespace = {"StringEquals": {"cloudwatch:namespace": "VideoJobRouting"}}
+                            assert statement["Condition"] == namespace
                     else:
                         assert not text.rstrip('"').endswith("*"), (name, statement)  # no name* wildcards
 

@@ -18,6 +18,9 @@ Re-check each on a moto upgrade: when moto closes a gap, delete its adapter.
 | Service models load on first use; concurrent first uses each  | warm_service_models              |
 |   load the same large JSON                                   |                                  |
 | Every JSONPath evaluation rebuilds jsonpath_ng's LR parser    | parse_each_json_path_once        |
+| DynamoDB conditional writes are not atomic across threads:    | serialize_dynamodb_writes        |
+|   two concurrent claims can both succeed (found by the        |                                  |
+|   duplicate storm)                                            |                                  |
 """
 
 from __future__ import annotations
@@ -369,7 +372,36 @@ def parse_each_json_path_once() -> None:
     json_path.parse = functools.lru_cache(maxsize=4096)(json_path.parse)  # type: ignore[assignment]
 
 
+# --- DynamoDB write atomicity -----------------------------------------------------------
+
+def serialize_dynamodb_writes() -> None:
+    """Make each write's condition check and write one atomic step, as DynamoDB does.
+
+    moto checks a ConditionExpression and then writes, with nothing in between stopping
+    another thread: under concurrent executions two idempotency claims on the same jobId
+    both succeeded. One lock for all writes is coarser than DynamoDB's per-item ordering,
+    and enough for a local stack."""
+    if not _once("dynamodb_writes"):
+        return
+    import functools
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
+        original = getattr(DynamoDBBackend, name, None)
+        if original is None:
+            continue
+
+        def locked(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(*args, **kwargs)
+
+        setattr(DynamoDBBackend, name, functools.wraps(original)(locked))
+
+
 def install(retry_scale: float = 0.01) -> None:
+    serialize_dynamodb_writes()
     parse_each_json_path_once()
     warm_service_models()
     parse_each_definition_once()
