@@ -9,6 +9,7 @@ import time
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from routing_manager.local import moto_adapters
 from routing_manager.local.stack import mocked_aws
@@ -138,7 +139,8 @@ def test_concurrent_conditional_claims_have_exactly_one_winner() -> None:
                                 ConditionExpression="attribute_not_exists(holder)",
                                 ExpressionAttributeValues={":me": {"S": str(i)}})
                 return True
-            except ddb.exceptions.ConditionalCheckFailedException:
+            except ClientError as exc:  # by code: botocore builds its exception classes lazily, racily
+                assert exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
                 return False
 
         # Switching threads every microsecond makes moto's check-then-write race show: without

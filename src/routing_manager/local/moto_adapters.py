@@ -18,7 +18,7 @@ Re-check each on a moto upgrade: when moto closes a gap, delete its adapter.
 | Service models load on first use; concurrent first uses each  | warm_service_models              |
 |   load the same large JSON                                   |                                  |
 | Every JSONPath evaluation rebuilds jsonpath_ng's LR parser    | parse_each_json_path_once        |
-| DynamoDB conditional writes are not atomic across threads:    | serialize_dynamodb_writes        |
+| DynamoDB conditional writes are not atomic across threads:    | serialize_dynamodb_requests      |
 |   two concurrent claims can both succeed (found by the        |                                  |
 |   duplicate storm)                                            |                                  |
 """
@@ -374,34 +374,30 @@ def parse_each_json_path_once() -> None:
 
 # --- DynamoDB write atomicity -----------------------------------------------------------
 
-def serialize_dynamodb_writes() -> None:
-    """Make each write's condition check and write one atomic step, as DynamoDB does.
+def serialize_dynamodb_requests() -> None:
+    """Make each DynamoDB request one atomic step, as DynamoDB is for an item.
 
     moto checks a ConditionExpression and then writes, with nothing in between stopping
     another thread: under concurrent executions two idempotency claims on the same jobId
-    both succeeded. One lock for all writes is coarser than DynamoDB's per-item ordering,
-    and enough for a local stack."""
+    both succeeded. Its responses also serialise items after the write returns, so the lock
+    covers the whole request, reads included. One lock is coarser than DynamoDB's per-item
+    ordering, and enough for a local stack."""
     if not _once("dynamodb_writes"):
         return
-    import functools
-
-    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
 
     lock = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
-        original = getattr(DynamoDBBackend, name, None)
-        if original is None:
-            continue
+    original = DynamoHandler.call_action
 
-        def locked(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(*args, **kwargs)
+    def call_action(self: Any) -> Any:
+        with lock:
+            return original(self)
 
-        setattr(DynamoDBBackend, name, functools.wraps(original)(locked))
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
 def install(retry_scale: float = 0.01) -> None:
-    serialize_dynamodb_writes()
+    serialize_dynamodb_requests()
     parse_each_json_path_once()
     warm_service_models()
     parse_each_definition_once()
