@@ -124,3 +124,23 @@ def test_checkov_passes_with_every_skip_justified(which: str, packaged: tuple[di
         for skipped in results["skipped_checks"]:
             assert len(skipped["check_result"].get("suppress_comment", "")) > 20, skipped["check_id"]
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_sentinel_prompt_never_reaches_a_log_line(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
+    from routing_manager.local import stack as local_stack
+    from tests.workflow.conftest import job, submit
+
+    sentinel = "SENTINEL-7c1e: my address is 1 Private Lane"
+    deployed = local_stack.deploy_unique()  # imported now: its logs go where this test can read them
+    try:
+        deployed.rules.faults[:] = ["TooManyRequestsException"]
+        results = submit(deployed, job(prompt=sentinel), job(prompt=sentinel, lengthSec=30),
+                         job(prompt=sentinel, provider="<bad>"), job(prompt=sentinel, lengthSec="8"))
+        deployed.rules.faults[:] = [RuntimeError("boom")]
+        results += submit(deployed, job(prompt=sentinel))
+    finally:
+        local_stack.release(deployed)
+    assert sorted(r.status for r in results) == ["FAILED", "REJECTED", "REJECTED", "REJECTED", "ROUTED"]
+    logged = capsys.readouterr().out
+    assert '"message":"routing decision"' in logged  # the Lambda did log, here
+    assert sentinel not in logged and "Private Lane" not in logged

@@ -198,6 +198,9 @@ class InProcessFunction:
     faults: list[str | BaseException] = field(default_factory=list)
     invocations: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # One request at a time, as in a Lambda execution environment: handler module state
+    # (Powertools' Metrics buffer) is not made for concurrent calls.
+    environment: threading.Lock = field(default_factory=threading.Lock)
 
 
 class _Context:
@@ -244,7 +247,8 @@ def invoke_lambdas_in_process() -> None:
         try:
             if fault is not None:
                 raise fault
-            result = function.handler(event, _Context(self))
+            with function.environment:
+                result = function.handler(event, _Context(self))
         except Exception as exc:
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc),

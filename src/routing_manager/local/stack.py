@@ -127,14 +127,24 @@ class LocalStack:
         return {key: deserializer.deserialize(value) for key, value in item.items()}
 
 
+_FUNCTION_LOGGERS: set[str] = set()
+
+
 def _load_handler(name: str, code_uri: str, handler: str, env: dict[str, str]) -> Any:
-    """Import the function's module fresh, under its deployed environment, like a cold start."""
+    """Import the function's module fresh, under its deployed environment, like a cold start.
+
+    A cold start is a new process: loggers an earlier import configured (Powertools keeps its
+    handler, bound to the stdout of that time, on the named logger) are dropped first."""
     module_name, _, attr = handler.rpartition(".")
     code_dir = (project.ROOT / code_uri).resolve()
     spec = importlib.util.spec_from_file_location(f"_local_lambda_{name}_{uuid.uuid4().hex[:8]}",
                                                   code_dir / f"{module_name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    loggers = logging.Logger.manager.loggerDict
+    for logger_name in _FUNCTION_LOGGERS:
+        loggers.pop(logger_name, None)
+    before = set(loggers)
     saved = dict(os.environ)
     # The function's folder is its package root while it imports, as on Lambda, and only then:
     # every function has an app.py, and one left on sys.path would shadow the others.
@@ -146,6 +156,7 @@ def _load_handler(name: str, code_uri: str, handler: str, env: dict[str, str]) -
         sys.path.remove(str(code_dir))
         os.environ.clear()
         os.environ.update(saved)
+        _FUNCTION_LOGGERS.update(set(loggers) - before)
     return getattr(module, attr)
 
 

@@ -1,0 +1,193 @@
+"""Cost per million jobs on AWS, from requests measured on the local stack.
+
+    python bench/cost_model.py            # prints the model, writes docs/cost-by-log-level.png
+
+The measured inputs (AWS requests per job by service, DynamoDB item sizes, log bytes, history
+events per execution) come from real executions of the real ASL on the local stack. Prices are
+us-east-1 list prices; the assumptions AWS does not let us measure offline (execution and
+Lambda durations on AWS, cold-start rate, X-Ray sampling) are named constants below.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# us-east-1 list prices (USD), as published on the AWS pricing pages in 2025.
+PRICES = {
+    "eventbridge_per_event": 1.00 / 1e6,           # custom events, per 64 KB chunk
+    "sfn_express_per_request": 1.00 / 1e6,
+    "sfn_express_per_gb_second": 0.00001667,        # first 1,000 GB-hours/month tier; 64 MB, 100 ms steps
+    "lambda_per_request": 0.20 / 1e6,
+    "lambda_arm_per_gb_second": 0.0000133334,       # also what the INIT phase is billed at
+    "dynamodb_per_wru": 0.625 / 1e6,                # on-demand write request unit (1 KB)
+    "dynamodb_per_rru": 0.125 / 1e6,                # on-demand read request unit (4 KB, strongly consistent)
+    "sqs_per_request": 0.40 / 1e6,                  # standard queue, per 64 KB chunk
+    "cloudwatch_putmetricdata_per_request": 0.01 / 1000,
+    "logs_per_gb_ingested": 0.50,
+    "xray_per_trace": 5.00 / 1e6,
+}
+
+# What cannot be measured offline: stated, and easy to change.
+ASSUMPTIONS = {
+    "express_duration_s": 0.3,        # claim, invoke, enqueue, mark, emit: ~10 calls at 10-30 ms on AWS
+    "express_memory_gb": 0.0625,      # billed in 64 MB steps; the state here is a few KB
+    "lambda_memory_gb": 0.25,         # 256 MB (template.yaml)
+    "lambda_warm_duration_s": 0.002,  # the decision is microseconds; Powertools logging and EMF dominate
+    "cold_start_rate": 0.001,         # one INIT per 1,000 invocations at steady load
+    "rules_init_s": 0.35,             # Powertools + engine on a python3.12 arm64 cold start
+    "single_lambda_init_s": 0.6,      # the same plus boto3 clients for DynamoDB, SQS, EventBridge
+    "single_lambda_duration_s": 0.06, # three SDK calls in sequence from inside the function
+    "xray_sampled": 0.05,             # the default sampling rule: 1/s reservoir, then 5 %
+    "lambda_platform_log_bytes": 330, # START, END, REPORT lines per invocation
+    "sfn_log_bytes_per_event": 350,   # one history event without execution data
+}
+
+LOG_LEVELS = ("OFF", "FATAL", "ERROR", "ALL")
+
+
+def measure() -> dict[str, Any]:
+    """Run a routed, a rejected and a duplicate job on the local stack; count what each cost."""
+    sys.path.insert(0, str(ROOT / "src"))
+    sys.path.insert(0, str(ROOT / "functions" / "rules"))
+    from routing_manager.events import SubmittedEvent
+    from routing_manager.local import runner, stack
+
+    def detail(**changes: Any) -> dict[str, Any]:
+        base = {"jobId": f"cost-{uuid.uuid4()}", "userId": "user-123",
+                "prompt": "A corgi surfing on a beach at sunset, golden hour, cinematic", "lengthSec": 8,
+                "resolution": "720p", "tier": "standard", "provider": "auto"}
+        return {**base, **changes}
+
+    routed, rejected = detail(), detail(lengthSec=30, resolution="1080p")
+    lambda_log = io.StringIO()
+    with contextlib.redirect_stdout(lambda_log), stack.running() as local:
+        first = runner.publish_and_wait(local, [SubmittedEvent("frontend.api", "video.job.submitted", d, "cost")
+                                                 for d in (routed, rejected)])
+        second = runner.publish_and_wait(local, [SubmittedEvent("frontend.api", "video.job.submitted", routed,
+                                                                "cost")])
+        sfn = local.client("stepfunctions")
+        paths: dict[str, Any] = {}
+        for result in [*first, *second]:
+            history = sfn.get_execution_history(executionArn=result.executionArn, maxResults=1000)["events"]
+            services = Counter(e["taskScheduledEventDetails"]["resourceType"]
+                               for e in history if "taskScheduledEventDetails" in e)
+            transitions = sum(1 for e in history if e["type"].endswith("StateEntered"))
+            paths[result.status] = {"requests": dict(services), "transitions": transitions,
+                                    "history_events": len(history)}
+        record = local.client("dynamodb").get_item(TableName=local.outputs["JobsTableName"],
+                                                   Key={"jobId": {"S": routed["jobId"]}})["Item"]
+    item_bytes = sum(len(k) + len(json.dumps(v)) for k, v in record.items())
+    claim_bytes = sum(len(k) + len(json.dumps(v)) for k, v in record.items()
+                      if k in ("jobId", "status", "claimedBy", "claimedAt", "submittedEvent", "attempts"))
+    log_lines = [line for line in lambda_log.getvalue().splitlines() if line.startswith("{")]
+    return {"paths": paths, "item_bytes": item_bytes, "claim_bytes": claim_bytes,
+            "lambda_log_bytes_per_invocation": sum(len(line) + 1 for line in log_lines) / 2,
+            "event_bytes": len(json.dumps(routed))}
+
+
+def _wru(size_bytes: float) -> int:
+    return max(1, math.ceil(size_bytes / 1024))
+
+
+def router_cost(m: dict[str, Any], level: str, path: str = "ROUTED") -> dict[str, float]:
+    """Dollars per million jobs of one path, by service, for the EXPRESS design."""
+    p, a = PRICES, ASSUMPTIONS
+    info = m["paths"][path]
+    requests = info["requests"]
+    mil = 1e6
+    dynamo_writes = requests.get("dynamodb", 0)
+    # Claim: writes the claim (with the event); later writes bill the larger of before and after.
+    wru = _wru(m["claim_bytes"]) + max(0, dynamo_writes - 1) * _wru(m["item_bytes"])
+    sfn_log_events = {"OFF": 0, "FATAL": 0, "ERROR": 0, "ALL": info["history_events"]}[level]
+    billed_s = math.ceil(a["express_duration_s"] * 10) / 10
+    lambda_s = requests.get("lambda", 0) * a["lambda_warm_duration_s"] + a["cold_start_rate"] * a["rules_init_s"]
+    cost = {
+        "EventBridge (submitted + outcome event)": (1 + requests.get("events", 0)) * p["eventbridge_per_event"],
+        "Step Functions EXPRESS requests": p["sfn_express_per_request"],
+        "Step Functions EXPRESS duration": billed_s * a["express_memory_gb"] * p["sfn_express_per_gb_second"],
+        "Lambda requests": requests.get("lambda", 0) * p["lambda_per_request"],
+        "Lambda duration and INIT": lambda_s * a["lambda_memory_gb"] * p["lambda_arm_per_gb_second"],
+        "DynamoDB writes": wru * p["dynamodb_per_wru"],
+        "SQS": requests.get("sqs", 0) * p["sqs_per_request"],
+        "CloudWatch PutMetricData": requests.get("cloudwatch", 0) * p["cloudwatch_putmetricdata_per_request"],
+        "CloudWatch Logs (Lambda)": requests.get("lambda", 0) * (
+            m["lambda_log_bytes_per_invocation"] + a["lambda_platform_log_bytes"]) / 1e9 * p["logs_per_gb_ingested"],
+        "CloudWatch Logs (workflow)": sfn_log_events * a["sfn_log_bytes_per_event"] / 1e9 * p["logs_per_gb_ingested"],
+        "X-Ray": a["xray_sampled"] * p["xray_per_trace"],
+    }
+    return {k: v * mil for k, v in cost.items()}
+
+
+def single_lambda_cost(m: dict[str, Any]) -> dict[str, float]:
+    """The original design: one Lambda behind the rule doing the same writes, send and emit."""
+    p, a = PRICES, ASSUMPTIONS
+    requests = m["paths"]["ROUTED"]["requests"]
+    wru = _wru(m["claim_bytes"]) + max(0, requests.get("dynamodb", 0) - 1) * _wru(m["item_bytes"])
+    seconds = a["single_lambda_duration_s"] + a["cold_start_rate"] * a["single_lambda_init_s"]
+    cost = {
+        "EventBridge (submitted + outcome event)": 2 * p["eventbridge_per_event"],
+        "Lambda requests": p["lambda_per_request"],
+        "Lambda duration and INIT": seconds * a["lambda_memory_gb"] * p["lambda_arm_per_gb_second"],
+        "DynamoDB writes": wru * p["dynamodb_per_wru"],
+        "SQS": p["sqs_per_request"],
+        "CloudWatch Logs (Lambda)": (m["lambda_log_bytes_per_invocation"] + a["lambda_platform_log_bytes"])
+        / 1e9 * p["logs_per_gb_ingested"],
+        "X-Ray": a["xray_sampled"] * p["xray_per_trace"],
+    }
+    return {k: v * 1e6 for k, v in cost.items()}
+
+
+def chart(m: dict[str, Any], target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    single = sum(single_lambda_cost(m).values())
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for path, style in (("ROUTED", "o-"), ("REJECTED", "s--")):
+        ax.plot(LOG_LEVELS, [sum(router_cost(m, level, path).values()) for level in LOG_LEVELS], style,
+                label=f"EXPRESS workflow, {path.lower()} job")
+    ax.axhline(single, color="grey", linestyle=":", label="single Lambda, routed job")
+    ax.axhline(5.0, color="red", linewidth=0.8, label="goal: $5 per million routed jobs")
+    ax.set_xlabel("workflow logging level (LogLevel parameter; execution data never included)")
+    ax.set_ylabel("USD per million jobs")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Routing Manager cost per million jobs, us-east-1 list prices")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(target)
+    plt.close(fig)
+
+
+def main() -> dict[str, float]:
+    m = measure()
+    print("measured:", json.dumps(m, indent=1))
+    for level in LOG_LEVELS:
+        print(f"router, routed job, LogLevel={level}: ${sum(router_cost(m, level).values()):.2f} per million")
+    default = router_cost(m, "ERROR")
+    single = single_lambda_cost(m)
+    for name, value in sorted(default.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:42s} ${value:.3f}")
+    total, single_total = sum(default.values()), sum(single.values())
+    print(f"single Lambda, routed job: ${single_total:.2f} per million; ratio {total / single_total:.2f}")
+    chart(m, ROOT / "docs" / "cost-by-log-level.png")
+    return {"cost_per_million_usd": total, "cost_ratio_vs_single_lambda": total / single_total,
+            "cost_per_million_usd_log_all": sum(router_cost(m, "ALL").values()),
+            "requests_per_routed_job": float(sum(m["paths"]["ROUTED"]["requests"].values())),
+            "requests_per_rejected_job": float(sum(m["paths"]["REJECTED"]["requests"].values())),
+            "requests_per_duplicate": float(sum(m["paths"]["DUPLICATE"]["requests"].values()))}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Fault injection at moto's backends: the first N matching calls fail, then calls go through."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from moto.core.exceptions import ServiceException
+
+FAILED_ENTRY = "failed-entry"  # PutEvents answers with a FailedEntry instead of raising
+
+
+class Fault:
+    def __init__(self, match: Callable[[str], bool], errors: list[Any]) -> None:
+        self.match = match
+        self.errors = list(errors)
+        self.hits = 0
+        self.lock = threading.Lock()
+
+    def next_error(self, call: str) -> Any:
+        if not self.match(call):
+            return None
+        with self.lock:
+            if not self.errors:
+                return None
+            self.hits += 1
+            return self.errors.pop(0)
+
+
+def error(code: str, service: str = "dynamodb") -> Exception:
+    """An AWS error as the service's own protocol carries it, so Step Functions names it right."""
+    if service == "dynamodb":
+        from moto.core.exceptions import JsonRESTError
+
+        return JsonRESTError(code, f"injected {code}")
+    if service == "sqs":
+        from moto.sqs.exceptions import SQSException
+
+        return SQSException(code, f"injected {code}")
+    return ServiceException(code, f"injected {code}")
+
+
+@contextlib.contextmanager
+def inject(monkeypatch: pytest.MonkeyPatch, target: Any, method: str, fault: Fault) -> Iterator[Fault]:
+    original = getattr(target, method)
+
+    def faulty(self: Any, *args: Any, **kwargs: Any) -> Any:
+        failure = fault.next_error(repr((args, kwargs)))
+        if failure == FAILED_ENTRY:
+            return [{"ErrorCode": "ThrottlingException", "ErrorMessage": "injected"} for _ in args[0]]
+        if failure is not None:
+            raise failure
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(target, method, faulty)
+    yield fault
