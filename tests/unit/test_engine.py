@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from routing_core.contract import SubmittedJob
@@ -206,6 +206,8 @@ def test_any_json_object_yields_a_decision(engine: Engine, detail: dict, credits
 @settings(max_examples=400, deadline=None)
 @given(st.fixed_dictionaries({"jobId": json_values | st.text(min_size=1), "userId": json_values | st.just("u"),
                               "prompt": json_values | st.just("p"), "lengthSec": json_values | st.integers(1, 300)}))
+@example(detail={"jobId": "\x1f", "userId": "u", "prompt": "p", "lengthSec": 1})  # str.strip() blanks it
+@example(detail={"jobId": "\u3000", "userId": "u", "prompt": "p", "lengthSec": 1})
 def test_engine_validation_agrees_with_the_contract_model(engine: Engine, detail: dict) -> None:
     """The engine validates by hand (cold start); the pydantic contract is the source of truth."""
     try:

@@ -17,6 +17,10 @@ from routing_core import reasons
 AUTO = "auto"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:/-]")
 _MAX_ECHO = 64
+# Unicode White_Space, what the contract's pattern `\S` means (pydantic's regex engine): Python's
+# str.strip() also strips the separators U+001C..U+001F, which the contract accepts.
+_WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
+               "\u2028\u2029\u202f\u205f\u3000"
 
 Check = Callable[["Job"], "str | None"]  # None when satisfied, else why not
 
@@ -158,7 +162,7 @@ class Engine:
                            "the job detail is not a JSON object")
         for field in reasons.REQUIRED_FIELDS:
             value = detail.get(field)
-            if not isinstance(value, str) or not value.strip():
+            if not isinstance(value, str) or not value.strip(_WHITE_SPACE):
                 return _reject(reasons.MISSING_FIELD_PREFIX + field, "validate", explanation,
                                f"{field} is absent, null, not a string or blank")
 
