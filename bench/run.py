@@ -94,11 +94,10 @@ def local_stack(jobs: int) -> dict[str, float]:
         start = time.perf_counter()
         results = runner.publish_and_wait(local, events, timeout=max(120.0, jobs * 0.5))
         elapsed = time.perf_counter() - start
-        sfn = local.client("stepfunctions")
         durations = []
         for r in results:
-            d = sfn.describe_execution(executionArn=r.executionArn)
-            durations.append((d["stopDate"] - d["startDate"]).total_seconds() * 1000)
+            execution = stack.describe_execution(r.executionArn)
+            durations.append(((execution.stop or execution.start) - execution.start) * 1000)
     routed = sum(r.status == "ROUTED" for r in results)
     if routed != jobs:
         raise SystemExit(f"local stack routed {routed} of {jobs} jobs")
@@ -113,6 +112,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000, help="jobs end to end on the local stack")
     parser.add_argument("--skip-local-stack", action="store_true")
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "bench"))
 
     results: dict[str, float] = {}
     results["engine_us_per_decision"] = engine_us_per_decision()
@@ -130,6 +130,16 @@ def main() -> None:
         print(f"local stack: {results['local_stack_jobs_per_s']:.1f} jobs/s, execution p50 "
               f"{results['local_stack_p50_ms']:.1f} ms, p95 {results['local_stack_p95_ms']:.1f} ms "
               "(goal >= 50 jobs/s)", flush=True)
+    if not args.skip_local_stack:
+        import cost_model
+
+        print("cost model: measuring requests per job on the local stack ...", flush=True)
+        with contextlib.redirect_stdout(io.StringIO()):
+            costs = cost_model.main()
+        results.update(costs)
+        print(f"cost: ${costs['cost_per_million_usd']:.2f} per million routed jobs at LogLevel=ERROR "
+              f"(goal <= $5), {costs['cost_ratio_vs_single_lambda']:.2f}x the single-Lambda design "
+              f"(goal <= 1.4x); ${costs['cost_per_million_usd_log_all']:.2f} at LogLevel=ALL", flush=True)
     out = ROOT / "bench" / "results.json"
     previous = json.loads(out.read_text()) if out.exists() else {}
     out.write_text(json.dumps({**previous, **{k: round(v, 3) for k, v in results.items()}}, indent=2) + "\n")

@@ -110,17 +110,30 @@ def test_retry_waits_are_compressed() -> None:
     moto_adapters.compress_retry_waits(0.01)
 
 
-def test_definition_and_json_path_parses_are_reused_but_components_are_fresh() -> None:
+def test_definition_and_json_path_parses_are_reused() -> None:
     moto_adapters.install()
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
     from moto.stepfunctions.parser.asl.utils import json_path
 
     definition = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
-    first, tree = AmazonStateLanguageParser.parse(definition)
-    second, same_tree = AmazonStateLanguageParser.parse(definition)
-    assert same_tree is tree and second is not first  # evaluation state is never shared
+    assert AmazonStateLanguageParser.parse(definition) is AmazonStateLanguageParser.parse(definition)
     assert json_path.parse("$.a.b") is json_path.parse("$.a.b")
     assert json_path.extract_json("$.a.b", {"a": {"b": 3}}) == 3
+
+
+def test_concurrent_executions_of_one_shared_program_count_their_own_retries() -> None:
+    moto_adapters.install()
+    with mocked_aws():
+        arn = _machine({"StartAt": "Read", "States": {"Read": {
+            "Type": "Task", "Resource": "arn:aws:states:::dynamodb:getItem", "End": True,
+            "Parameters": {"TableName": "missing", "Key": {"k": {"S": "x"}}},
+            "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 2}]}}})
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        started = [sfn.start_execution(stateMachineArn=arn)["executionArn"] for _ in range(8)]
+        for execution in started:
+            assert _wait(execution)["status"] == "FAILED"
+            history = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+            assert sum(e["type"] == "TaskScheduled" for e in history) == 3  # first try + 2 retries
 
 
 def test_concurrent_conditional_claims_have_exactly_one_winner() -> None:
@@ -154,3 +167,26 @@ def test_concurrent_conditional_claims_have_exactly_one_winner() -> None:
                     assert sum(pool.map(claim, range(32))) == 1
         finally:
             sys.setswitchinterval(interval)
+
+
+def test_queue_counts_in_one_pass_match_what_sqs_reports() -> None:
+    moto_adapters.install()
+    with mocked_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="depth")["QueueUrl"]
+        for i in range(5):
+            sqs.send_message(QueueUrl=url, MessageBody=str(i))
+        sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+        [taken] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60)["Messages"]
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert (attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"],
+                attributes["ApproximateNumberOfMessagesDelayed"]) == ("4", "1", "1")
+        rest = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        assert sorted(m["Body"] for m in rest) == sorted({"0", "1", "2", "3", "4"} - {taken["Body"]})
+
+
+def test_eventbridge_target_paths_are_parsed_once() -> None:
+    moto_adapters.install()
+    import jsonpath_ng.ext
+
+    assert jsonpath_ng.ext.parse("$.detail") is jsonpath_ng.ext.parse("$.detail")

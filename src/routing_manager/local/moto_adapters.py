@@ -13,14 +13,19 @@ Re-check each on a moto upgrade: when moto closes a gap, delete its adapter.
 | Lambda without Docker returns a canned payload               | invoke_lambdas_in_process        |
 | Retry waits are real sleeps (up to minutes per test)         | compress_retry_waits             |
 | The interpreter builds a new boto3 client for every task call | reuse_interpreter_clients        |
-| The interpreter re-parses the definition (ANTLR) for every    | parse_each_definition_once       |
-|   execution: a fifth of an execution's time                  |                                  |
+| The interpreter re-parses the definition (ANTLR) and rebuilds | parse_each_definition_once       |
+|   the program for every execution: half of its CPU           |                                  |
 | Service models load on first use; concurrent first uses each  | warm_service_models              |
 |   load the same large JSON                                   |                                  |
-| Every JSONPath evaluation rebuilds jsonpath_ng's LR parser    | parse_each_json_path_once        |
+| Every JSONPath evaluation (the interpreter's, EventBridge's    | parse_each_json_path_once        |
+|   target input) rebuilds jsonpath_ng's LR parser             |                                  |
+| SendMessage costs time in proportion to the queue's depth     | count_queue_messages_in_one_pass |
 | DynamoDB conditional writes are not atomic across threads:    | serialize_dynamodb_requests      |
 |   two concurrent claims can both succeed (found by the        |                                  |
 |   duplicate storm)                                            |                                  |
+| Responses go through a slow generic serializer (40 % of a run | execution_statuses,              |
+|   spent listing and describing executions); list tokens go    |   read_execution                 |
+|   stale while executions end                                  |                                  |
 """
 
 from __future__ import annotations
@@ -322,29 +327,47 @@ def reuse_interpreter_clients() -> None:
 # --- definition parsing -----------------------------------------------------------------
 
 def parse_each_definition_once() -> None:
-    """Keep the ANTLR parse tree of each definition; build fresh evaluation components from it.
+    """Parse each definition once and evaluate every execution of it with the same program.
 
-    ANTLR's Python runtime makes parsing the slowest step of an execution. The tree is only
-    read after parsing, so it is shared; the components (which evaluation may touch) are
-    built anew for every execution, as before."""
+    Parsing (ANTLR) and building the program from the tree were half of an execution's CPU.
+    The program's components keep no per-execution state: retry counters and every value
+    live in the execution's Environment (its heap and stack). The one lazy attribute, each
+    component's heap key, is fixed before the program is shared, so threads agree on it."""
     if not _once("parse_once"):
         return
     import functools
 
     from moto.stepfunctions.parser.asl.parse import asl_parser
-    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
     original = asl_parser.AmazonStateLanguageParser.parse
 
     @functools.lru_cache(maxsize=64)
-    def tree_of(definition: str) -> Any:
-        return original(definition)[1]
-
     def parse(definition: str) -> tuple[Any, Any]:
-        tree = tree_of(definition)
-        return Preprocessor().visit(tree), tree
+        program, tree = original(definition)
+        _fix_heap_keys(program, set())
+        return program, tree
 
     asl_parser.AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign,assignment]
+
+
+def _fix_heap_keys(value: Any, seen: set[int]) -> None:
+    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+
+    if id(value) in seen:
+        return
+    seen.add(id(value))
+    if isinstance(value, EvalComponent):
+        _ = value.heap_key
+    if isinstance(value, (list, tuple, set)):
+        children: Any = value
+    elif isinstance(value, dict):
+        children = value.values()
+    elif hasattr(value, "__dict__") and type(value).__module__.startswith("moto.stepfunctions"):
+        children = vars(value).values()
+    else:
+        return
+    for child in children:
+        _fix_heap_keys(child, seen)
 
 
 # --- service models ---------------------------------------------------------------------
@@ -365,15 +388,50 @@ def warm_service_models(services: tuple[str, ...] = WORKFLOW_SERVICES) -> None:
 
 def parse_each_json_path_once() -> None:
     """Cache parsed JSONPath expressions: jsonpath_ng builds a new ply LR parser for every
-    parse, and the interpreter parses each path each time it reads it. The parsed
-    expressions are immutable (`find` does not change them), so sharing them is safe."""
+    parse; the interpreter parses each path each time it reads it, and EventBridge parses
+    eight paths for every event it delivers to a queue (two thirds of a PutEvents). The
+    parsed expressions are immutable (`find` does not change them), so sharing them is safe."""
     if not _once("json_path_once"):
         return
     import functools
 
+    import jsonpath_ng.ext
     from moto.stepfunctions.parser.asl.utils import json_path
 
     json_path.parse = functools.lru_cache(maxsize=4096)(json_path.parse)  # type: ignore[assignment]
+    # moto.events imports it inside the function, from the module, on every call.
+    jsonpath_ng.ext.parse = functools.lru_cache(maxsize=4096)(jsonpath_ng.ext.parse)
+
+
+# --- SQS queue depth --------------------------------------------------------------------
+
+def count_queue_messages_in_one_pass() -> None:
+    """Count a queue's visible, delayed and in-flight messages reading the clock once.
+
+    moto reads the clock twice per message for each count, and computes all three counts on
+    every SendMessage (it looks up one queue attribute through the property that builds
+    them all): each send cost time in proportion to the queue's depth, and a 1,000-job run
+    slowed down as its queues filled."""
+    if not _once("queue_counts"):
+        return
+    from moto.core.utils import unix_time_millis
+    from moto.sqs.models import Queue
+
+    def messages(self: Any) -> list[Any]:
+        now = unix_time_millis()
+        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+    def delayed(self: Any) -> int:
+        now = unix_time_millis()
+        return sum(1 for m in self._messages if now < m.delayed_until)
+
+    def not_visible(self: Any) -> int:
+        now = unix_time_millis()
+        return sum(1 for m in self._messages if not now > m.visible_at)
+
+    Queue.messages = property(messages)  # type: ignore[method-assign,assignment]
+    Queue.approximate_number_of_messages_delayed = property(delayed)  # type: ignore[method-assign,assignment]
+    Queue.approximate_number_of_messages_not_visible = property(not_visible)  # type: ignore[method-assign,assignment]
 
 
 # --- DynamoDB write atomicity -----------------------------------------------------------
@@ -400,8 +458,37 @@ def serialize_dynamodb_requests() -> None:
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
+# --- reading executions -----------------------------------------------------------------
+
+def _parser_backend(arn: str) -> Any:
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+    from moto.utilities.arns import parse_arn
+
+    parsed = parse_arn(arn)
+    return stepfunctions_parser_backends[parsed.account][parsed.region]
+
+
+def execution_statuses(state_machine_arn: str) -> dict[str, str]:
+    """Every execution of a state machine and its status, read in process.
+
+    Through the API, moto serialises each response with its generic serializer, and a
+    waiter listing thousands of executions (or fetching every history) spent about 40 %
+    of a local run's CPU there; its list pagination token also goes stale when an
+    execution ends between pages."""
+    backend = _parser_backend(state_machine_arn)
+    executions = backend.describe_state_machine(state_machine_arn).executions
+    return {e.execution_arn: e.status for e in list(executions)}
+
+
+def read_execution(execution_arn: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """DescribeExecution and GetExecutionHistory of one execution, as the API would return them."""
+    execution = _parser_backend(execution_arn).describe_execution(execution_arn)
+    return dict(execution.to_describe_output()), list(execution.to_history_output()["events"])
+
+
 def install(retry_scale: float = 0.01) -> None:
     serialize_dynamodb_requests()
+    count_queue_messages_in_one_pass()
     parse_each_json_path_once()
     warm_service_models()
     parse_each_definition_once()

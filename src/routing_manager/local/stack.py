@@ -297,6 +297,7 @@ class Execution:
     path: list[str]
     output: dict[str, Any] | None = None
     start: float = 0.0
+    stop: float | None = None
 
     @property
     def job_id(self) -> Any:
@@ -309,41 +310,30 @@ def wait_for_executions(stack: LocalStack, expected: int, timeout: float = 30.0,
     """Wait until `expected` new executions (not in `already`) have ended; never hangs:
     after `timeout` the ones still running are returned with status RUNNING.
 
-    Polls only the RUNNING list, at a growing interval: executions run in this process's
-    threads, and listing all of them on a tight loop takes the GIL they need."""
-    sfn = stack.client("stepfunctions")
+    Polls at a growing interval: executions run in this process's threads and need the GIL."""
     deadline = time.monotonic() + timeout
     already = already or set()
     interval = 0.02
     while True:
-        running = _list_executions(sfn, stack.state_machine_arn, status="RUNNING")
-        if not [e for e in running if e["executionArn"] not in already] or time.monotonic() > deadline:
-            fresh = [e for e in _list_executions(sfn, stack.state_machine_arn) if e["executionArn"] not in already]
-            if len(fresh) >= expected or time.monotonic() > deadline:
-                return [describe_execution(stack, e["executionArn"]) for e in fresh]
+        fresh = {arn: status for arn, status in moto_adapters.execution_statuses(stack.state_machine_arn).items()
+                 if arn not in already}
+        ended = len(fresh) >= expected and "RUNNING" not in fresh.values()
+        if ended or time.monotonic() > deadline:
+            return [describe_execution(arn) for arn in fresh]
         time.sleep(interval)
-        interval = min(interval * 1.5, 1.0)
-
-
-def _list_executions(sfn: Any, arn: str, status: str | None = None) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    filters = {"statusFilter": status} if status else {}
-    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn, **filters):
-        found.extend(page["executions"])
-    return found
+        interval = min(interval * 1.5, 0.5)
 
 
 def execution_arns(stack: LocalStack) -> set[str]:
-    return {e["executionArn"] for e in _list_executions(stack.client("stepfunctions"), stack.state_machine_arn)}
+    return set(moto_adapters.execution_statuses(stack.state_machine_arn))
 
 
-def describe_execution(stack: LocalStack, arn: str) -> Execution:
-    sfn = stack.client("stepfunctions")
-    desc = sfn.describe_execution(executionArn=arn)
-    history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+def describe_execution(arn: str) -> Execution:
+    desc, history = moto_adapters.read_execution(arn)
     path = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
     output = json.loads(desc["output"]) if desc.get("output") else None
     return Execution(arn=arn, status=desc["status"], input=json.loads(desc.get("input") or "{}"),
                      error=desc.get("error"), cause=desc.get("cause"), path=path,
                      output=output if isinstance(output, dict) else None,
-                     start=desc["startDate"].timestamp())
+                     start=desc["startDate"].timestamp(),
+                     stop=desc["stopDate"].timestamp() if desc.get("stopDate") else None)
