@@ -79,7 +79,7 @@ def measure() -> dict[str, Any]:
         paths: dict[str, Any] = {}
         for result in [*first, *second]:
             history = sfn.get_execution_history(executionArn=result.executionArn, maxResults=1000)["events"]
-            services = Counter(e["taskScheduledEventDetails"]["resourceType"]
+            services = Counter(e["taskScheduledEventDetails"]["resourceType"].removeprefix("aws-sdk:")
                                for e in history if "taskScheduledEventDetails" in e)
             transitions = sum(1 for e in history if e["type"].endswith("StateEntered"))
             paths[result.status] = {"requests": dict(services), "transitions": transitions,

@@ -92,6 +92,12 @@ def test_rules_function_is_arm64_python312_256mb(sam: dict[str, Any]) -> None:
         "python3.12", ["arm64"], 256, 30)
 
 
+def test_rules_reserved_concurrency_is_a_parameter_for_the_capacity_plan(sam: dict[str, Any]) -> None:
+    assert sam["Parameters"]["RulesReservedConcurrency"]["Default"] == 100
+    rules = sam["Resources"]["RulesFunction"]["Properties"]
+    assert rules["ReservedConcurrentExecutions"] == {"Ref": "RulesReservedConcurrency"}
+
+
 def test_asl_states_all_have_retry_and_catch_where_they_can_fail() -> None:
     states = json.loads(project.ASL.read_text())["States"]
     tasks = {name: s for name, s in states.items() if s["Type"] == "Task"}

@@ -49,6 +49,9 @@ def translate(template: dict[str, Any] | None = None, parameters: dict[str, str]
     deploy instead (artifacts as S3 locations), for linting."""
     from samtranslator.translator.transform import transform
 
+    # samtranslator warns of its own usage metrics ("There are unpublished metrics"): noise here.
+    logging.getLogger("samtranslator").setLevel(logging.ERROR)
+
     os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
     sam = json.loads(json.dumps(template or load_template()))
     for logical, resource in sam["Resources"].items():
@@ -142,7 +145,7 @@ def _load_handler(name: str, code_uri: str, handler: str, env: dict[str, str]) -
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     loggers = logging.Logger.manager.loggerDict
-    for logger_name in _FUNCTION_LOGGERS:
+    for logger_name in _FUNCTION_LOGGERS | {env.get("POWERTOOLS_SERVICE_NAME", "")}:
         loggers.pop(logger_name, None)
     before = set(loggers)
     saved = dict(os.environ)
