@@ -1,0 +1,42 @@
+"""The cost model's arithmetic (docs/COST.md), on fixed inputs: the measured ones come from
+the local stack in `make bench`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+
+from routing_manager import project
+
+sys.path.insert(0, str(project.ROOT / "bench"))
+import cost_model  # noqa: E402
+
+
+def measured(item_bytes: int, claim_bytes: int = 800) -> dict[str, Any]:
+    return {"paths": {"ROUTED": {"requests": {"dynamodb": 2, "lambda": 1, "sqs": 1, "events": 1},
+                                 "transitions": 9, "history_events": 35}},
+            "item_bytes": item_bytes, "claim_bytes": claim_bytes,
+            "lambda_log_bytes_per_invocation": 850, "event_bytes": 228}
+
+
+def test_the_mark_bills_the_item_size_in_whole_kilobytes() -> None:
+    under, over = (cost_model.router_cost(measured(size), "ERROR")["DynamoDB writes"] for size in (1000, 1063))
+    assert under == pytest.approx(2 * 0.625)
+    assert over == pytest.approx(3 * 0.625)
+
+
+def test_only_log_level_all_writes_the_workflow_history() -> None:
+    m = measured(1063)
+    totals = {level: sum(cost_model.router_cost(m, level).values()) for level in cost_model.LOG_LEVELS}
+    assert totals["OFF"] == totals["FATAL"] == totals["ERROR"]
+    assert totals["ALL"] - totals["ERROR"] == pytest.approx(35 * 350 / 1e9 * 0.50 * 1e6)
+
+
+def test_both_designs_pay_the_same_events_writes_and_send() -> None:
+    m = measured(1063)
+    router, single = cost_model.router_cost(m, "ERROR"), cost_model.single_lambda_cost(m)
+    for service in ("EventBridge (submitted + outcome event)", "DynamoDB writes", "SQS"):
+        assert router[service] == pytest.approx(single[service])
+    assert "Step Functions EXPRESS requests" not in single
