@@ -88,7 +88,7 @@ def measure() -> dict[str, Any]:
                                                    Key={"jobId": {"S": routed["jobId"]}})["Item"]
     item_bytes = sum(len(k) + len(json.dumps(v)) for k, v in record.items())
     claim_bytes = sum(len(k) + len(json.dumps(v)) for k, v in record.items()
-                      if k in ("jobId", "status", "claimedBy", "claimedAt", "submittedEvent", "attempts"))
+                      if k in ("jobId", "status", "claimedBy", "claimedAt", "submittedDetail", "attempts"))
     log_lines = [line for line in lambda_log.getvalue().splitlines() if line.startswith("{")]
     return {"paths": paths, "item_bytes": item_bytes, "claim_bytes": claim_bytes,
             "lambda_log_bytes_per_invocation": sum(len(line) + 1 for line in log_lines) / 2,

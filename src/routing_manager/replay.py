@@ -1,8 +1,8 @@
 """Finding failed jobs and re-submitting them (EXPRESS workflows have no redrive).
 
-Sources: FAILED records in the Jobs table (with the stored event), the workflow's failure
+Sources: FAILED records in the Jobs table (with the submitted detail), the workflow's failure
 queue, the EventBridge rule's dead-letter queue, and claims left CLAIMED by an execution that
-died (older than a stale window). Replay re-publishes the original event; the workflow's
+died (older than a stale window). Replay re-publishes the original detail; the workflow's
 claim makes that safe: a job routed or rejected meanwhile ends as a duplicate, never enqueued
 twice.
 """
@@ -90,7 +90,7 @@ def find(ddb: Any, sqs: Any, table: str, failure_queue: str | None, dlq: str | N
     others: list[Candidate] = []
     records = {r["jobId"]: r for r in _records(ddb, table)}
     for job_id, record in records.items():
-        event = json.loads(record["submittedEvent"]) if record.get("submittedEvent") else None
+        event = {"detail": json.loads(record["submittedDetail"])} if record.get("submittedDetail") else None
         if record["status"] == "FAILED":
             by_job[job_id] = Candidate(job_id, "record", record.get("failureReason", "?"),
                                        _time(record.get("failedAt")), event, status="FAILED")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from routing_core.contract import JobRecord
 
 from routing_manager.local.stack import LocalStack
 from tests.workflow.conftest import body, events_for, job, messages_for, submit
@@ -20,6 +21,13 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def assert_in_contract(record: dict | None) -> None:  # type: ignore[type-arg]
+    """Every attribute the router writes is one the contract (events/schemas) names."""
+    assert record is not None
+    JobRecord.model_validate(record)
+    assert set(record) <= set(JobRecord.model_fields), set(record) - set(JobRecord.model_fields)
+
+
 def test_routed_to_fal(stack: LocalStack) -> None:
     detail = job()
     [result] = submit(stack, detail)
@@ -27,7 +35,7 @@ def test_routed_to_fal(stack: LocalStack) -> None:
     assert result.path == ROUTED_PATH
 
     record = stack.record(detail["jobId"])
-    assert record is not None
+    assert_in_contract(record)
     assert {k: record[k] for k in ("status", "provider", "model", "queue", "routedBy")} == {
         "status": "ROUTED", "provider": "fal", "model": "wan-i2v", "queue": "FalJobQueue", "routedBy": "RoutingManager"}
     parse_time(record["routedAt"])
@@ -67,6 +75,7 @@ def test_rejections_are_recorded_and_announced(stack: LocalStack, changes: dict,
     [result] = submit(stack, detail)
     assert (result.status, result.reason, result.path) == ("REJECTED", reason, REJECTED_PATH)
     record = stack.record(detail["jobId"])
+    assert_in_contract(record)
     assert record is not None
     assert (record["status"], record["rejectionReason"]) == ("REJECTED", reason)
     parse_time(record["rejectedAt"])
@@ -104,7 +113,7 @@ def test_missing_job_id_is_rejected_without_record(stack: LocalStack, job_id: ob
     rejected = [e for e in stack.outcome_events() if e["detail"].get("reason") == "missing_required_field:jobId"]
     assert rejected and all(e["detail"]["jobId"] is None for e in rejected)
     items = stack.client("dynamodb").scan(TableName=stack.outputs["JobsTableName"])["Items"]
-    assert not [i for i in items if "missing-id-" in i.get("submittedEvent", {}).get("S", "")]
+    assert not [i for i in items if "missing-id-" in i.get("submittedDetail", {}).get("S", "")]
 
 
 def test_lambda_throttled_then_succeeding_is_retried(stack: LocalStack) -> None:
@@ -119,11 +128,11 @@ def test_lambda_throttled_then_succeeding_is_retried(stack: LocalStack) -> None:
 
 def _assert_failed(stack: LocalStack, detail: dict, reason_prefix: str) -> str:
     record = stack.record(detail["jobId"])
+    assert_in_contract(record)
     assert record is not None and record["status"] == "FAILED"
     assert record["failureReason"].startswith(reason_prefix)
     assert "claimedBy" not in record  # the claim is released
-    stored = __import__("json").loads(record["submittedEvent"])
-    assert stored["detail"] == detail  # the original event, for replay
+    assert __import__("json").loads(record["submittedDetail"]) == detail  # for replay
     failures = [body(m) for m in stack.messages(stack.outputs["RoutingFailureQueueUrl"])
                 if body(m)["event"]["detail"].get("jobId") == detail["jobId"]]
     assert len(failures) == 1 and failures[0]["reason"] == record["failureReason"]
@@ -179,6 +188,7 @@ def test_put_events_failing_keeps_the_record_and_fails_the_execution(
     assert result.path[-3:] == ["EmitRouted", "RecordEmitFailure", "AnnouncementFailed"]
     record = fresh_stack.record(detail["jobId"])
     assert record is not None
+    assert_in_contract(record)
     assert (record["status"], record["emitError"]) == ("ROUTED", "emit_error:EventBridge.FailedEntry")
     assert len(messages_for(fresh_stack, "FalJobQueueUrl", detail["jobId"])) == 1
 

@@ -57,13 +57,11 @@ def test_stale_claim_is_recovered_and_a_fresh_one_is_left_alone(
     table = fresh_stack.outputs["JobsTableName"]
 
     def claimed(detail: dict, minutes_ago: int) -> None:  # type: ignore[type-arg]
-        event = {"version": "0", "id": "e", "source": "frontend.api", "detail-type": "video.job.submitted",
-                 "time": "2026-01-01T00:00:00Z", "detail": detail}
         at = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).isoformat()
         ddb.put_item(TableName=table, Item={
             "jobId": {"S": detail["jobId"]}, "status": {"S": "CLAIMED"}, "claimedAt": {"S": at},
             "claimedBy": {"S": "arn:aws:states:us-east-1:123456789012:execution:dead:1"},
-            "submittedEvent": {"S": json.dumps(event)}, "attempts": {"N": "1"}})
+            "submittedDetail": {"S": json.dumps(detail)}, "attempts": {"N": "1"}})
 
     stale, fresh = job(), job()
     claimed(stale, 60)

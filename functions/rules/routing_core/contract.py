@@ -94,13 +94,17 @@ class JobRecord(BaseModel):
     provider: str | None = None
     model: str | None = None
     queue: str | None = None
+    messageId: str | None = Field(None, description="SQS MessageId of the job in the provider queue")
     routedAt: str | None = None
     routedBy: Literal["RoutingManager"] | None = None
     rejectionReason: str | None = None
     rejectedAt: str | None = None
     failureReason: str | None = None
     failedAt: str | None = None
-    failedEvent: str | None = Field(None, description="the original event (JSON), kept for replay")
+    emitError: str | None = Field(None, description="why the outcome event could not be published; the outcome "
+                                                    "itself is recorded in status")
+    submittedDetail: str | None = Field(None, description="the submitted job's detail (JSON), kept from the claim on "
+                                                          "so that a failed or abandoned job can be replayed")
     attempts: int | None = Field(None, description="claims taken, replays included")
 
 
