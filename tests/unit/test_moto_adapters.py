@@ -190,3 +190,19 @@ def test_eventbridge_target_paths_are_parsed_once() -> None:
     import jsonpath_ng.ext
 
     assert jsonpath_ng.ext.parse("$.detail") is jsonpath_ng.ext.parse("$.detail")
+
+
+def test_executions_read_in_process_are_what_the_api_reports() -> None:
+    moto_adapters.install()
+    with mocked_aws():
+        arn = _machine({"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": {"ok": 1}, "End": True}}})
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        execution = sfn.start_execution(stateMachineArn=arn, input='{"a": 1}')["executionArn"]
+        api = _wait(execution)
+        assert moto_adapters.execution_statuses(arn) == {execution: "SUCCEEDED"}
+        described, history = moto_adapters.read_execution(execution)
+        assert described["status"] == api["status"]
+        for key in ("input", "output"):
+            assert json.loads(described[key]) == json.loads(api[key])
+        api_history = sfn.get_execution_history(executionArn=execution)["events"]
+        assert [e["type"] for e in history] == [e["type"] for e in api_history]
