@@ -371,7 +371,8 @@ def _print_results(results: list[Any], totals: tuple[Any, Any]) -> None:
         table.add_column(column, overflow="fold")
     for r in results:
         target = f"{r.provider}/{r.model}" if r.provider else "-"
-        table.add_row(str(r.jobId), r.status, target, r.queue or "-", r.reason or "-", " > ".join(r.path))
+        job_id = "(none)" if r.jobId is None else str(r.jobId)
+        table.add_row(job_id, r.status, target, r.queue or "-", r.reason or "-", " > ".join(r.path))
     out.print(table)
     by_status, by_queue = totals
     summary = Table(title="totals", title_justify="left")

@@ -87,3 +87,11 @@ def test_local_run_json_reports_every_sample(tmp_path: Path) -> None:
 def test_local_run_missing_path_exits_2() -> None:
     result = runner.invoke(app, ["local", "run", "/no/such/events"])
     assert result.exit_code == 2 and "no such file or folder" in result.stderr
+
+
+def test_local_run_table_shows_a_job_without_id_as_none(tmp_path: Path) -> None:
+    sample = project.EVENTS / "rejected-missing-jobid.json"
+    result = runner.invoke(app, ["local", "run", "--lambda-log", str(tmp_path / "l.log"), str(sample)],
+                           env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "(none)" in result.stdout and "missing_required_field:jobId" in result.stdout
