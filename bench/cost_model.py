@@ -99,15 +99,18 @@ def _wru(size_bytes: float) -> int:
     return max(1, math.ceil(size_bytes / 1024))
 
 
+def _write_units(m: dict[str, Any], writes: int) -> int:
+    """The claim bills the claimed item; each later write bills the larger of before and after."""
+    return _wru(m["claim_bytes"]) + max(0, writes - 1) * _wru(m["item_bytes"])
+
+
 def router_cost(m: dict[str, Any], level: str, path: str = "ROUTED") -> dict[str, float]:
     """Dollars per million jobs of one path, by service, for the EXPRESS design."""
     p, a = PRICES, ASSUMPTIONS
     info = m["paths"][path]
     requests = info["requests"]
     mil = 1e6
-    dynamo_writes = requests.get("dynamodb", 0)
-    # Claim: writes the claim (with the event); later writes bill the larger of before and after.
-    wru = _wru(m["claim_bytes"]) + max(0, dynamo_writes - 1) * _wru(m["item_bytes"])
+    wru = _write_units(m, requests.get("dynamodb", 0))
     sfn_log_events = {"OFF": 0, "FATAL": 0, "ERROR": 0, "ALL": info["history_events"]}[level]
     billed_s = math.ceil(a["express_duration_s"] * 10) / 10
     lambda_s = requests.get("lambda", 0) * a["lambda_warm_duration_s"] + a["cold_start_rate"] * a["rules_init_s"]
@@ -132,7 +135,7 @@ def single_lambda_cost(m: dict[str, Any]) -> dict[str, float]:
     """The original design: one Lambda behind the rule doing the same writes, send and emit."""
     p, a = PRICES, ASSUMPTIONS
     requests = m["paths"]["ROUTED"]["requests"]
-    wru = _wru(m["claim_bytes"]) + max(0, requests.get("dynamodb", 0) - 1) * _wru(m["item_bytes"])
+    wru = _write_units(m, requests.get("dynamodb", 0))
     seconds = a["single_lambda_duration_s"] + a["cold_start_rate"] * a["single_lambda_init_s"]
     cost = {
         "EventBridge (submitted + outcome event)": 2 * p["eventbridge_per_event"],

@@ -113,7 +113,6 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000, help="jobs end to end on the local stack")
     parser.add_argument("--skip-local-stack", action="store_true")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT / "bench"))
 
     results: dict[str, float] = {}
     results["engine_us_per_decision"] = engine_us_per_decision()

@@ -341,22 +341,22 @@ def parse_each_definition_once() -> None:
 
     original = asl_parser.AmazonStateLanguageParser.parse
 
+    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+
     @functools.lru_cache(maxsize=64)
     def parse(definition: str) -> tuple[Any, Any]:
         program, tree = original(definition)
-        _fix_heap_keys(program, set())
+        _fix_heap_keys(program, EvalComponent, set())
         return program, tree
 
     asl_parser.AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign,assignment]
 
 
-def _fix_heap_keys(value: Any, seen: set[int]) -> None:
-    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
-
+def _fix_heap_keys(value: Any, component_type: type, seen: set[int]) -> None:
     if id(value) in seen:
         return
     seen.add(id(value))
-    if isinstance(value, EvalComponent):
+    if isinstance(value, component_type):
         _ = value.heap_key
     if isinstance(value, (list, tuple, set)):
         children: Any = value
@@ -367,7 +367,7 @@ def _fix_heap_keys(value: Any, seen: set[int]) -> None:
     else:
         return
     for child in children:
-        _fix_heap_keys(child, seen)
+        _fix_heap_keys(child, component_type, seen)
 
 
 # --- service models ---------------------------------------------------------------------
