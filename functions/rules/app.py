@@ -1,8 +1,10 @@
 """Rules Lambda: decides where a submitted video job goes.
 
-Input (from the state machine): {"detail": <video.job.submitted detail>,
-"creditBalance": <number or null>, "dryRun": <bool, heartbeat canary>}.
-Output: the decision the workflow branches on (see routing_core.engine).
+Input (from the state machine): {"detail": <video.job.submitted detail>, "creditsTable": <name or "">,
+"creditBalance": <number or null, once read>, "dryRun": <bool, heartbeat canary>}.
+Output: the decision the workflow branches on (see routing_core.engine). When the routing table routes
+on credits and a Credits table is configured, the first answer is `read_credits`: the workflow reads
+the balance and asks again with `creditBalance` set.
 
 Cold start is what Lambda bills as INIT, so only Powertools Logger/Metrics and the
 plain-Python engine load here; pydantic loads only for an unverified routing table.
@@ -35,8 +37,11 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     logger.set_correlation_id(echo(job_id) if job_id is not None else None)
 
     decision = engine.decide(detail, payload.get("creditBalance"))
+    if (engine.uses_credits and payload.get("creditsTable") and "creditBalance" not in payload
+            and decision["rule"] != "validate"):
+        decision = engine.read_credits_first(decision, detail)
     dry_run = payload.get("dryRun") is True
-    if not dry_run:
+    if not dry_run and decision["outcome"] in _OUTCOME_METRIC:
         metrics.add_dimension("provider", decision["provider"] or "none")
         metrics.add_dimension("outcome", _OUTCOME_METRIC[decision["outcome"]])
         metrics.add_metric(name="RoutingAttempts", unit=MetricUnit.Count, value=1)

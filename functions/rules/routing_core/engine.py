@@ -7,6 +7,7 @@ is then a handful of comparisons. Bad input never raises: it becomes a rejection
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -136,6 +137,43 @@ def _limit_checks(limits: Mapping[str, Any]) -> list[Check]:
     return checks
 
 
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether objects and arrays nest deeper than `limit` (the value itself is level 1); iterative,
+    so that no depth a JSON parser accepted can exhaust the stack here."""
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if level > limit:
+            return True
+        stack.extend((child, level + 1) for child in children)
+    return False
+
+
+def _contract_limits(detail: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    """The detail as compact JSON (what the record keeps for replay), or "" and the reason it is refused."""
+    job_id = detail.get("jobId")
+    if isinstance(job_id, str):
+        try:
+            size = len(job_id.encode("utf-8"))
+        except UnicodeEncodeError:
+            return "", reasons.JOB_ID_NOT_UNICODE, "jobId is not valid Unicode"
+        if size > reasons.MAX_JOB_ID_BYTES:
+            return "", reasons.JOB_ID_TOO_LONG, f"jobId is {size} bytes, over {reasons.MAX_JOB_ID_BYTES}"
+    if _depth_over(detail, reasons.MAX_DETAIL_DEPTH):
+        return "", reasons.JOB_TOO_DEEP, f"the detail nests over {reasons.MAX_DETAIL_DEPTH} levels"
+    text = json.dumps(detail, ensure_ascii=False, separators=(",", ":"))
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "", reasons.INVALID_ENCODING, "a string in the detail is not valid Unicode"
+    if size > reasons.MAX_DETAIL_BYTES:
+        return "", reasons.JOB_TOO_LARGE, f"the detail is {size:,} bytes, over {reasons.MAX_DETAIL_BYTES:,}"
+    return text, None, None
+
+
 class Engine:
     """Decides for one routing table and one set of queue URLs (the function's environment)."""
 
@@ -155,11 +193,29 @@ class Engine:
             for rule in table["rules"]
         ]
 
+        self.uses_credits = any(rule["when"].get("minCredits") is not None for rule in table["rules"])
+
     def decide(self, detail: Any, credit_balance: Any = None) -> dict[str, Any]:
+        """The decision; `submittedDetail` is the detail as compact JSON, "" when over the contract's limits."""
         explanation: list[dict[str, Any]] = []
         if not isinstance(detail, dict):
             return _reject(reasons.MISSING_FIELD_PREFIX + "jobId", "validate", explanation,
                            "the job detail is not a JSON object")
+        text, refused, why = _contract_limits(detail)
+        decision = self._decide(detail, credit_balance, explanation) if refused is None else \
+            _reject(refused, "validate", explanation, why)
+        decision["submittedDetail"] = text
+        return decision
+
+    def read_credits_first(self, decision: dict[str, Any], detail: dict[str, Any]) -> dict[str, Any]:
+        """Ask the workflow for the user's balance when the table routes on credits (never twice)."""
+        explanation = [*decision["explanation"], {"rule": "credits", "matched": False,
+                                                  "why": "a rule needs the credit balance: read it, then decide"}]
+        return {"outcome": "read_credits", "provider": None, "model": None, "queue": None, "queueUrl": None,
+                "reason": None, "rule": "credits", "explanation": explanation, "userId": detail["userId"],
+                "submittedDetail": decision["submittedDetail"]}
+
+    def _decide(self, detail: dict[str, Any], credit_balance: Any, explanation: list[dict[str, Any]]) -> dict[str, Any]:
         for field in reasons.REQUIRED_FIELDS:
             value = detail.get(field)
             if not isinstance(value, str) or not value.strip(_WHITE_SPACE):

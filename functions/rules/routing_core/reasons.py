@@ -17,6 +17,20 @@ QUEUE_ERROR_PREFIX = "queue_error:"
 RULE_ERROR_PREFIX = "rule_error:"
 STATE_ERROR_PREFIX = "state_error:"
 
+# Limits of the contract (docs/EVENT_SCHEMA.md). Far below AWS's own (256 KiB per state payload, SQS
+# message and EventBridge entry; 2,048 bytes per DynamoDB partition key): a job within them fits every
+# payload of the workflow with room to spare, whatever JSON escaping does to it.
+MAX_DETAIL_BYTES = 32 * 1024  # the detail as compact UTF-8 JSON
+MAX_DETAIL_DEPTH = 32  # the detail object itself is level 1
+MAX_JOB_ID_BYTES = 512  # UTF-8
+JOB_TOO_LARGE = "job_too_large"
+JOB_TOO_DEEP = "job_too_deep"
+INVALID_ENCODING = "invalid_encoding"
+# Rejections of a jobId that cannot be a key: announced with jobId null, never recorded.
+INVALID_JOB_ID_PREFIX = "invalid_job_id:"
+JOB_ID_TOO_LONG = INVALID_JOB_ID_PREFIX + "too_long"
+JOB_ID_NOT_UNICODE = INVALID_JOB_ID_PREFIX + "not_unicode"
+
 REQUIRED_FIELDS = ("jobId", "userId", "prompt")
 MIN_LENGTH_SEC = 1
 MAX_LENGTH_SEC = 300
@@ -29,6 +43,12 @@ REASON_CODES: dict[str, tuple[str, bool]] = {
         "jobId, userId or prompt is absent, null, not a string or blank",
         False,
     ),
+    JOB_ID_TOO_LONG: (f"jobId is over {MAX_JOB_ID_BYTES} bytes (UTF-8): announced with jobId null, not recorded", False),
+    JOB_ID_NOT_UNICODE: ("jobId holds a lone surrogate (not valid Unicode): announced with jobId null, not recorded",
+                         False),
+    JOB_TOO_LARGE: (f"the detail is over {MAX_DETAIL_BYTES:,} bytes as compact UTF-8 JSON", False),
+    JOB_TOO_DEEP: (f"the detail nests objects or arrays over {MAX_DETAIL_DEPTH} levels deep", False),
+    INVALID_ENCODING: ("a string in the detail holds a lone surrogate (not valid Unicode)", False),
     INVALID_LENGTH_NAN: ("lengthSec is present but not a JSON number (a string, a boolean, NaN)", False),
     INVALID_LENGTH_RANGE: ("lengthSec is a number outside 1..300 (inclusive), infinities included", False),
     "unsupported_provider:{provider}": ("the requested provider is unknown or disabled", False),

@@ -16,7 +16,7 @@ from routing_manager.local.stack import Execution, LocalStack, execution_arns, w
 ENDINGS = {
     "EmitRouted": "ROUTED",
     "EmitRejected": "REJECTED",
-    "EmitMissingJobId": "REJECTED",
+    "RejectedWithoutRecord": "REJECTED",
     "AlreadyHandled": "DUPLICATE",
     "JobFailed": "FAILED",
     "AnnouncementFailed": "EMIT_FAILED",
@@ -47,12 +47,10 @@ def summarise(execution: Execution) -> JobResult:
         status = ENDINGS.get(last or "", execution.status)
     else:
         status = execution.status
-    decision = (execution.output or {}).get("decided", {}).get("decision", {}) if execution.output else {}
+    decision = (execution.output or {}).get("decision") or {}
     reason = decision.get("reason")
     if status == "FAILED":
         reason = execution.error
-    elif last == "EmitMissingJobId":
-        reason = "missing_required_field:jobId"
     elif status in ("STUCK", "EMIT_FAILED") or execution.status not in ("SUCCEEDED", "FAILED"):
         reason = execution.error or f"execution {execution.status.lower()}"
     routed = status == "ROUTED"
