@@ -3,10 +3,12 @@ expected outcome, and none crashes an execution."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 import pytest
+from routing_core.reasons import MAX_DETAIL_BYTES, MAX_DETAIL_DEPTH, MAX_JOB_ID_BYTES
 
 from routing_manager.local.stack import LocalStack
 from tests.workflow.conftest import job, submit
@@ -40,7 +42,10 @@ def _cases() -> list[tuple[str, dict[str, Any], str, str | None]]:
     for i, value in enumerate(["FAL", "Fal", " fal ", "REPLICATE", "replicate", "AUTO", "auto", "", None]):
         cases.append((f"provider-ok-{i}", job(provider=value), ROUTE, None))
     for i, value in enumerate(HOSTILE):
-        cases.append((f"job-id-{i}", job(jobId=f"{value}-{uuid.uuid4().hex[:6]}"), ROUTE, None))
+        job_id = f"{value}-{uuid.uuid4().hex[:6]}"
+        too_long = len(job_id.encode()) > MAX_JOB_ID_BYTES
+        cases.append((f"job-id-{i}", job(jobId=job_id), "REJECTED" if too_long else ROUTE,
+                      "invalid_job_id:too_long" if too_long else None))
         cases.append((f"prompt-{i}", job(prompt=value), ROUTE, None))
         cases.append((f"user-{i}", job(userId=value), ROUTE, None))
     for i, value in enumerate([*JUNK, *HOSTILE[:5]]):
@@ -56,9 +61,20 @@ def _cases() -> list[tuple[str, dict[str, Any], str, str | None]]:
     cases.append(("audio-true", job(feature={"audio": True}), "REJECTED", "no_route"))  # fal cannot do audio
     cases.append(("audio-junk", job(feature={"audio": "yes"}), ROUTE, None))
     cases.append(("nested-junk", job(extra={"deep": [[[[{"x": [None] * 50}]]]]}, tags=list(range(100))), ROUTE, None))
-    # Near the limits that apply on AWS: an EventBridge entry and a state's data are at most 256 KB,
-    # and the claim stores the event in the record (DynamoDB items <= 400 KB). 200 KB fits them all.
-    cases.append(("prompt-200kb", job(prompt="A corgi surfing. " * 12_000), ROUTE, None))
+    # The contract's limits (docs/EVENT_SCHEMA.md), at and over the edge; far above them, up to what
+    # EventBridge accepts, in tests/reliability/test_aws_limits.py.
+    at_limit = job(prompt="")
+    at_limit["prompt"] = "x" * (MAX_DETAIL_BYTES - len(json.dumps(at_limit, separators=(",", ":"))))
+    cases.append(("detail-at-limit", at_limit, ROUTE, None))
+    cases.append(("detail-over-limit", {**at_limit, "prompt": at_limit["prompt"] + "x"}, "REJECTED", "job_too_large"))
+    cases.append(("prompt-200kb", job(prompt="A corgi surfing. " * 12_000), "REJECTED", "job_too_large"))
+    cases.append(("job-id-at-limit", job(jobId="é" * (MAX_JOB_ID_BYTES // 2)), ROUTE, None))
+    deep: Any = "leaf"
+    for _ in range(MAX_DETAIL_DEPTH - 1):
+        deep = [deep]
+    cases.append(("depth-at-limit", job(extra=deep), ROUTE, None))  # the detail is level 1
+    cases.append(("depth-over-limit", job(extra=[deep]), "REJECTED", "job_too_deep"))
+    cases.append(("lone-surrogate-in-prompt", job(prompt="a\ud800b"), "REJECTED", "invalid_encoding"))
     return cases
 
 

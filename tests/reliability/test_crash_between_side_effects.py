@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from moto.dynamodb.models import DynamoDBBackend
 from moto.events.models import EventsBackend
+from moto.sqs.models import SQSBackend
 from typer.testing import CliRunner
 
 from routing_manager.cli import app
@@ -42,8 +43,11 @@ def crash_then_replay(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, arm: A
 
 
 def test_crash_after_claim(fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
-    detail, replay = crash_then_replay(fresh_stack, monkeypatch,
-                                       lambda _: fresh_stack.rules.faults.append(Crash()))
+    def arm(job_id: str) -> None:  # killed as it enqueues: claimed, nothing sent
+        fault = Fault(lambda call: job_id in call, [Crash()])
+        inject(monkeypatch, SQSBackend, "send_message", fault).__enter__()
+
+    detail, replay = crash_then_replay(fresh_stack, monkeypatch, arm)
     assert '"source": "stale-claim"' in replay.stdout
     assert fresh_stack.record(detail["jobId"])["status"] == "ROUTED"  # type: ignore[index]
     assert len(messages_for(fresh_stack, "FalJobQueueUrl", detail["jobId"])) == 1

@@ -92,12 +92,6 @@ def test_rules_function_is_arm64_python312_256mb(sam: dict[str, Any]) -> None:
         "python3.12", ["arm64"], 256, 30)
 
 
-def test_rules_reserved_concurrency_is_a_parameter_for_the_capacity_plan(sam: dict[str, Any]) -> None:
-    assert sam["Parameters"]["RulesReservedConcurrency"]["Default"] == 100
-    rules = sam["Resources"]["RulesFunction"]["Properties"]
-    assert rules["ReservedConcurrentExecutions"] == {"Ref": "RulesReservedConcurrency"}
-
-
 def test_asl_states_all_have_retry_and_catch_where_they_can_fail() -> None:
     states = json.loads(project.ASL.read_text())["States"]
     tasks = {name: s for name, s in states.items() if s["Type"] == "Task"}
@@ -133,7 +127,7 @@ def test_cfn_lint_and_serverless_rules_are_clean_on_sam_and_translated(packaged:
 def test_alarms_and_dashboard_are_in_the_template(sam: dict[str, Any]) -> None:
     alarms = resources(sam, "AWS::CloudWatch::Alarm")
     names = {a["Properties"]["AlarmName"]["Fn::Sub"].split("-", 1)[1] for a in alarms.values()}
-    assert names == {"no-routing", "high-rejection-rate", "failures", "heartbeat-missing"}
+    assert {"no-routing", "high-rejection-rate", "failures", "heartbeat-missing"} <= names
     assert alarms["HeartbeatMissingAlarm"]["Properties"]["TreatMissingData"] == "breaching"
     assert alarms["NoRoutingAlarm"]["Properties"]["TreatMissingData"] == "breaching"
     assert alarms["HighRejectionRateAlarm"]["Properties"]["Threshold"] == 10
