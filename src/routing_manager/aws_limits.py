@@ -47,7 +47,8 @@ NEVER_RETRIED_SQS = {"ErrorEquals": ["SQS.QueueDoesNotExistException", "SQS.Inva
 LAMBDA_SERVICE = {"ErrorEquals": ["Lambda.ClientExecutionTimeoutException", "Lambda.ServiceException",
                                   "Lambda.AWSLambdaException", "Lambda.SdkClientException",
                                   "Lambda.TooManyRequestsException"],
-                  "IntervalSeconds": 1, "MaxAttempts": 2, "BackoffRate": 2, "MaxDelaySeconds": 4, "JitterStrategy": "FULL"}
+                  "IntervalSeconds": 1, "MaxAttempts": 2, "BackoffRate": 2, "MaxDelaySeconds": 4,
+                  "JitterStrategy": "FULL"}
 
 # The Retry list each kind of Task must have, by its Resource.
 RETRY_BY_RESOURCE: dict[str, list[dict[str, Any]]] = {

@@ -63,7 +63,7 @@ def test_no_concurrency_is_reserved_unless_asked(sam: dict[str, Any], translated
 def test_samconfig_deploys_one_stack_per_stage() -> None:
     config = tomllib.loads((project.ROOT / "samconfig.toml").read_text())
     stacks_by_stage: dict[str, set[str]] = {}
-    for name, env in config.items():
+    for env in config.values():
         if not isinstance(env, dict):
             continue
         overrides = env.get("deploy", {}).get("parameters", {}).get("parameter_overrides", "")
