@@ -64,6 +64,7 @@ def explain(
         raise fail(str(exc)) from None
     for event in events:
         decision = engine.decide(event.detail)
+        del decision["submittedDetail"]  # the job itself, prompt included: what the record keeps, not a decision
         if as_json:
             out.print(json.dumps(decision), markup=False, highlight=False)
             continue
@@ -363,6 +364,10 @@ def local_run(
     if any(r.status == "STUCK" for r in results):
         raise fail(f"{sum(r.status == 'STUCK' for r in results)} executions still running after {timeout:g}s",
                    EXIT_FAILED)
+    lost = [r for r in results if r.status in runner.LOST_STATUSES]
+    if lost:
+        raise fail(f"{len(lost)} jobs ended with no record, no outcome event and no replayable message "
+                   f"({', '.join(sorted({r.status for r in lost}))})", EXIT_FAILED)
 
 
 def _print_results(results: list[Any], totals: tuple[Any, Any]) -> None:

@@ -20,8 +20,10 @@ from typing import Any
 from routing_core.contract import SUBMITTED_DETAIL_TYPE, SUBMITTED_SOURCE
 from routing_core.reasons import INVALID_LENGTH_RANGE
 
+from routing_manager.aws_limits import EVENTBRIDGE_ENTRY_BYTES
+
 MAX_ENTRIES = 10
-MAX_REQUEST_BYTES = 256 * 1024
+MAX_REQUEST_BYTES = EVENTBRIDGE_ENTRY_BYTES  # a request's entries together, as one entry alone
 RETRYABLE_CALL_ERRORS = {"ThrottlingException", "InternalException", "ServiceUnavailable", "InternalFailure"}
 
 

@@ -66,7 +66,8 @@ def _cases() -> list[tuple[str, dict[str, Any], str, str | None]]:
     at_limit = job(prompt="")
     at_limit["prompt"] = "x" * (MAX_DETAIL_BYTES - len(json.dumps(at_limit, separators=(",", ":"))))
     cases.append(("detail-at-limit", at_limit, ROUTE, None))
-    cases.append(("detail-over-limit", {**at_limit, "prompt": at_limit["prompt"] + "x"}, "REJECTED", "job_too_large"))
+    cases.append(("detail-over-limit", {**at_limit, "jobId": at_limit["jobId"][:-1] + "X",
+                                                   "prompt": at_limit["prompt"] + "x"}, "REJECTED", "job_too_large"))
     cases.append(("prompt-200kb", job(prompt="A corgi surfing. " * 12_000), "REJECTED", "job_too_large"))
     cases.append(("job-id-at-limit", job(jobId="é" * (MAX_JOB_ID_BYTES // 2)), ROUTE, None))
     deep: Any = "leaf"

@@ -181,7 +181,7 @@ def test_conditions_on_tier_audio_and_credits() -> None:
 
 
 def test_decision_has_exactly_the_keys_the_workflow_reads(engine: Engine) -> None:
-    keys = {"outcome", "provider", "model", "queue", "queueUrl", "reason", "rule", "explanation"}
+    keys = {"outcome", "provider", "model", "queue", "queueUrl", "reason", "rule", "explanation", "submittedDetail"}
     assert set(decide(engine)) == keys
     assert set(decide(engine, lengthSec=0)) == keys
 
@@ -216,5 +216,6 @@ def test_engine_validation_agrees_with_the_contract_model(engine: Engine, detail
     except ValidationError:
         contract_ok = False
     reason = engine.decide(detail)["reason"] or ""
-    engine_ok = not reason.startswith(("missing_required_field", "invalid_length"))
+    engine_ok = not reason.startswith(("missing_required_field", "invalid_length", "invalid_job_id", "job_too",
+                                       "invalid_encoding"))
     assert engine_ok == contract_ok, (detail, reason)

@@ -48,9 +48,9 @@ def test_bad_format_and_suffix_are_clear_errors(tmp_path: Path) -> None:
 def test_visits_mark_the_path_taken() -> None:
     from collections import Counter
 
-    text = graph.mermaid(ASL, Counter({"PrepareJob": 2, "ClaimJob": 1}))
-    assert '"PrepareJob (2)"' in text and '"ClaimJob (1)"' in text
-    assert "class PrepareJob,ClaimJob taken" in text
+    text = graph.mermaid(ASL, Counter({"CheckJobId": 2, "ClaimJob": 1}))
+    assert '"CheckJobId (2)"' in text and '"ClaimJob (1)"' in text
+    assert "class CheckJobId,ClaimJob taken" in text
 
 
 def test_local_run_draws_the_paths_taken(tmp_path: Path) -> None:

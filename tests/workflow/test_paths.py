@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from routing_core.contract import JobRecord
@@ -10,11 +13,11 @@ from routing_core.contract import JobRecord
 from routing_manager.local.stack import LocalStack
 from tests.workflow.conftest import body, events_for, job, messages_for, submit
 
-ROUTED_PATH = ["PrepareJob", "CheckJobId", "ClaimJob", "CheckCreditsSource", "DecideRoute", "RouteOrReject",
-               "EnqueueJob", "MarkRouted", "EmitRouted"]
-REJECTED_PATH = ["PrepareJob", "CheckJobId", "ClaimJob", "CheckCreditsSource", "DecideRoute", "RouteOrReject",
-                 "MarkRejected", "EmitRejected"]
-FAILURE_TAIL = ["RecordFailure", "SendToFailureQueue", "EmitFailed", "CountFailure", "JobFailed"]
+DECIDED = ["CheckJobId", "DecideRoute", "CheckDecision"]
+ROUTED_PATH = [*DECIDED, "ClaimJob", "RouteOrReject", "EnqueueJob", "MarkRouted", "EmitRouted"]
+REJECTED_PATH = [*DECIDED, "ClaimJob", "RouteOrReject", "MarkRejected", "EmitRejected"]
+UNRECORDED_TAIL = ["EmitUnrecordedRejection", "CountUnrecordedRejection", "RejectedWithoutRecord"]
+FAILURE_TAIL = ["RecordFailure", "EmitFailed", "CountFailure", "SendToFailureQueue", "JobFailed"]
 
 
 def parse_time(text: str) -> datetime:
@@ -91,7 +94,7 @@ def test_duplicate_submission_sends_and_emits_nothing(stack: LocalStack) -> None
     [first] = submit(stack, detail)
     [second] = submit(stack, detail)
     assert (first.status, second.status) == ("ROUTED", "DUPLICATE")
-    assert second.path == ["PrepareJob", "CheckJobId", "ClaimJob", "CountDuplicate", "AlreadyHandled"]
+    assert second.path == [*DECIDED, "ClaimJob", "CountDuplicate", "AlreadyHandled"]
     assert len(messages_for(stack, "FalJobQueueUrl", detail["jobId"])) == 1
     assert len(events_for(stack, detail["jobId"])) == 1
     assert stack.record(detail["jobId"])["attempts"] == 1  # type: ignore[index]
@@ -109,7 +112,7 @@ def test_missing_job_id_is_rejected_without_record(stack: LocalStack, job_id: ob
     detail = job(jobId=job_id, prompt="missing-id-" + repr(job_id))
     [result] = submit(stack, detail)
     assert (result.status, result.reason) == ("REJECTED", "missing_required_field:jobId")
-    assert result.path == ["PrepareJob", "CheckJobId", "EmitMissingJobId"]
+    assert result.path == ["CheckJobId", "NoteMissingJobId", *UNRECORDED_TAIL]
     rejected = [e for e in stack.outcome_events() if e["detail"].get("reason") == "missing_required_field:jobId"]
     assert rejected and all(e["detail"]["jobId"] is None for e in rejected)
     items = stack.client("dynamodb").scan(TableName=stack.outputs["JobsTableName"])["Items"]
@@ -126,13 +129,16 @@ def test_lambda_throttled_then_succeeding_is_retried(stack: LocalStack) -> None:
     assert len(messages_for(stack, "FalJobQueueUrl", detail["jobId"])) == 1
 
 
-def _assert_failed(stack: LocalStack, detail: dict, reason_prefix: str) -> str:
+def _assert_failed(stack: LocalStack, detail: dict, reason_prefix: str, claimed: bool = True) -> str:
     record = stack.record(detail["jobId"])
     assert_in_contract(record)
     assert record is not None and record["status"] == "FAILED"
     assert record["failureReason"].startswith(reason_prefix)
     assert "claimedBy" not in record  # the claim is released
-    assert __import__("json").loads(record["submittedDetail"]) == detail  # for replay
+    if claimed:  # the claim kept the detail for replay; before it, the failure queue keeps it
+        assert __import__("json").loads(record["submittedDetail"]) == detail
+    else:
+        assert "submittedDetail" not in record
     failures = [body(m) for m in stack.messages(stack.outputs["RoutingFailureQueueUrl"])
                 if body(m)["event"]["detail"].get("jobId") == detail["jobId"]]
     assert len(failures) == 1 and failures[0]["reason"] == record["failureReason"]
@@ -146,18 +152,18 @@ def test_lambda_failing_for_good_is_a_replayable_rule_error(stack: LocalStack) -
     detail = job()
     [result] = submit(stack, detail)
     assert result.status == "FAILED"
-    assert result.path[-7:] == ["DecideRoute", "NameRuleError", *FAILURE_TAIL]
-    assert _assert_failed(stack, detail, "rule_error:") == "rule_error:RuntimeError"
+    assert result.path[-8:] == ["DecideRoute", "KeepRuleError", "NameRuleError", *FAILURE_TAIL]
+    assert _assert_failed(stack, detail, "rule_error:", claimed=False) == "rule_error:RuntimeError"
     assert messages_for(stack, "FalJobQueueUrl", detail["jobId"]) == []
 
 
 def test_lambda_service_errors_exhaust_retries(stack: LocalStack) -> None:
-    stack.rules.faults[:] = ["ServiceException"] * 4
+    stack.rules.faults[:] = ["ServiceException"] * 3
     detail = job()
     [result] = submit(stack, detail)
     assert result.status == "FAILED"
-    assert _assert_failed(stack, detail, "rule_error:") == "rule_error:Lambda.ServiceException"
-    assert stack.rules.faults == []  # 1 attempt + 3 retries
+    assert _assert_failed(stack, detail, "rule_error:", claimed=False) == "rule_error:Lambda.ServiceException"
+    assert stack.rules.faults == []  # 1 attempt + 2 retries
 
 
 def test_missing_provider_queue_is_a_queue_error(fresh_stack: LocalStack) -> None:
@@ -193,21 +199,61 @@ def test_put_events_failing_keeps_the_record_and_fails_the_execution(
     assert len(messages_for(fresh_stack, "FalJobQueueUrl", detail["jobId"])) == 1
 
 
-def test_credit_balance_is_read_when_a_credits_table_is_configured(aws: None) -> None:
+CREDITS_TABLE = {
+    "version": 1,
+    "providers": {
+        "fal": {"queue": "FalJobQueue", "queueUrlEnv": "FAL_QUEUE_URL", "defaultModel": "wan-i2v",
+                "limits": {"maxLengthSec": 10, "resolutions": ["720p"], "audio": False}},
+        "replicate": {"queue": "ReplicateJobQueue", "queueUrlEnv": "REPLICATE_QUEUE_URL",
+                      "defaultModel": "minimax/video-01", "limits": {"maxLengthSec": 300}},
+    },
+    "rules": [{"name": "funded-to-replicate", "when": {"minCredits": 5}, "route": {"provider": "replicate"}},
+              {"name": "short-720p-to-fal", "when": {"lengthSec": {"max": 10}, "resolution": ["720p"]},
+               "route": {"provider": "fal"}}],
+}
+CREDITS_PATH = [*DECIDED, "ReadCredits", "CheckCreditBalance"]
+
+
+@pytest.fixture
+def credits_table(aws: None) -> str:
     import boto3
 
-    from routing_manager.local import stack as local_stack
-
     ddb = boto3.client("dynamodb", region_name="us-east-1")
-    ddb.create_table(TableName="Credits-local", KeySchema=[{"AttributeName": "userId", "KeyType": "HASH"}],
+    name = f"Credits-{uuid.uuid4().hex[:8]}"
+    ddb.create_table(TableName=name, KeySchema=[{"AttributeName": "userId", "KeyType": "HASH"}],
                      AttributeDefinitions=[{"AttributeName": "userId", "AttributeType": "S"}],
                      BillingMode="PAY_PER_REQUEST")
-    ddb.put_item(TableName="Credits-local", Item={"userId": {"S": "rich-user"}, "balance": {"N": "42"}})
-    s = local_stack.deploy_unique(parameters={"CreditsTableName": "Credits-local"})
-    detail = job(userId="rich-user")
-    [result] = submit(s, detail)
-    assert result.status == "ROUTED"
-    assert result.path[3:7] == ["CheckCreditsSource", "ReadCredits", "CheckCreditBalance", "UseCreditBalance"]
-    [unknown] = submit(s, job(userId="nobody"))
-    assert "UseCreditBalance" not in unknown.path and unknown.status == "ROUTED"
-    local_stack.release(s)
+    ddb.put_item(TableName=name, Item={"userId": {"S": "rich-user"}, "balance": {"N": "42"}})
+    return name
+
+
+def test_credit_balance_is_read_only_when_a_rule_needs_it(credits_table: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from routing_manager.local import stack as local_stack
+
+    table = tmp_path / "routing_table.json"
+    table.write_text(json.dumps(CREDITS_TABLE))
+    monkeypatch.setenv("ROUTING_TABLE_PATH", str(table))
+    s = local_stack.deploy_unique(parameters={"CreditsTableName": credits_table})
+    try:
+        [rich] = submit(s, job(userId="rich-user"))
+        assert (rich.status, rich.provider) == ("ROUTED", "replicate")
+        assert rich.path[:8] == [*CREDITS_PATH, "UseCreditBalance", "DecideWithCredits", "CheckDecisionWithCredits"]
+        [unknown] = submit(s, job(userId="nobody"))
+        assert (unknown.status, unknown.provider) == ("ROUTED", "fal")  # balance unknown: the rule does not match
+        assert unknown.path[:6] == [*CREDITS_PATH, "NoCreditBalance"]
+        [invalid] = submit(s, job(userId="rich-user", lengthSec=0))  # validation first: no read for a rejection
+        assert invalid.path == REJECTED_PATH
+    finally:
+        local_stack.release(s)
+
+
+def test_no_credits_read_when_no_rule_needs_them(credits_table: str) -> None:
+    from routing_manager.local import stack as local_stack
+
+    s = local_stack.deploy_unique(parameters={"CreditsTableName": credits_table})
+    try:
+        [result] = submit(s, job(userId="rich-user"))
+        assert result.path == ROUTED_PATH  # the shipped table routes on no balance: no read, no second call
+    finally:
+        local_stack.release(s)

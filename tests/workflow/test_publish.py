@@ -47,12 +47,12 @@ def test_batches_by_ten_and_reports_event_ids(stack: LocalStack) -> None:
 
 def test_batches_by_the_256_kb_limit(stack: LocalStack) -> None:
     client = CountingClient(stack)
-    jobs = [job(prompt="p" * 100_000) for _ in range(5)]  # ~100 KB each: two per request
+    jobs = [job(prompt="p" * 30_000) for _ in range(10)]  # ~30 KB each, within the contract: eight per request
     before = execution_arns(stack)
     results = publish_jobs(jobs, client, event_bus=stack.outputs["EventBusName"])
-    assert client.calls == [2, 2, 1]
+    assert client.calls == [8, 2]
     assert all(r.ok for r in results)
-    wait_for_executions(stack, 5, already=before)
+    wait_for_executions(stack, 10, already=before)
 
 
 def test_failed_entries_are_retried_with_backoff(stack: LocalStack) -> None:
@@ -75,7 +75,7 @@ def test_invalid_jobs_are_reported_and_not_sent(stack: LocalStack) -> None:
     assert results[0].error == "invalid job: lengthSec: invalid_length:not_a_number"
     assert results[1].error == "invalid job: prompt: Field required"
     assert "jobId: Field required" in (results[3].error or "")
-    assert (results[4].error or "").startswith("too large:")
+    assert (results[4].error or "").startswith("invalid job: ") and "job_too_large" in (results[4].error or "")
     assert client.calls == [1]
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
-from routing_core import reasons
+from routing_core import limits, reasons
 
 SUBMITTED_SOURCE = "frontend.api"
 SUBMITTED_DETAIL_TYPE = "video.job.submitted"
@@ -31,11 +31,14 @@ class Feature(BaseModel):
 
 
 class SubmittedJob(BaseModel):
-    """Detail of `video.job.submitted` (source `frontend.api`). Unknown fields pass through."""
+    """Detail of `video.job.submitted` (source `frontend.api`). Unknown fields pass through. At most
+    32,768 bytes as compact UTF-8 JSON, objects and arrays nested at most 32 deep, every string valid
+    Unicode (no lone surrogates)."""
 
     model_config = ConfigDict(extra="allow", title="VideoJobSubmitted")
 
-    jobId: str = Field(description="idempotency key: one outcome per jobId",  # type: ignore[arg-type]
+    jobId: str = Field(description=f"idempotency key: one outcome per jobId; at most {reasons.MAX_JOB_ID_BYTES} "  # type: ignore[arg-type]
+                                   "bytes as UTF-8", max_length=reasons.MAX_JOB_ID_BYTES,
                        examples=["550e8400-e29b-41d4-a716-446655440000"], **_REQUIRED)
     userId: str = Field(examples=["user-123"], **_REQUIRED)  # type: ignore[arg-type]
     prompt: str = Field(description="never logged by the router",  # type: ignore[arg-type]
@@ -47,6 +50,15 @@ class SubmittedJob(BaseModel):
     provider: str | None = Field(None, examples=["auto", "fal", "replicate"],
                                  description="auto (default) or a provider of the routing table, any case")
     feature: Feature | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _within_limits(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            _, refused, why = limits.check(value)
+            if refused is not None:
+                raise ValueError(f"{refused}: {why}")
+        return value
 
     @field_validator("lengthSec", mode="before")
     @classmethod

@@ -7,13 +7,12 @@ is then a handful of comparisons. Bad input never raises: it becomes a rejection
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from routing_core import reasons
+from routing_core import limits, reasons
 
 AUTO = "auto"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:/-]")
@@ -137,43 +136,6 @@ def _limit_checks(limits: Mapping[str, Any]) -> list[Check]:
     return checks
 
 
-def _depth_over(value: Any, limit: int) -> bool:
-    """Whether objects and arrays nest deeper than `limit` (the value itself is level 1); iterative,
-    so that no depth a JSON parser accepted can exhaust the stack here."""
-    stack = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        if level > limit:
-            return True
-        stack.extend((child, level + 1) for child in children)
-    return False
-
-
-def _contract_limits(detail: dict[str, Any]) -> tuple[str, str | None, str | None]:
-    """The detail as compact JSON (what the record keeps for replay), or "" and the reason it is refused."""
-    job_id = detail.get("jobId")
-    if isinstance(job_id, str):
-        try:
-            size = len(job_id.encode("utf-8"))
-        except UnicodeEncodeError:
-            return "", reasons.JOB_ID_NOT_UNICODE, "jobId is not valid Unicode"
-        if size > reasons.MAX_JOB_ID_BYTES:
-            return "", reasons.JOB_ID_TOO_LONG, f"jobId is {size} bytes, over {reasons.MAX_JOB_ID_BYTES}"
-    if _depth_over(detail, reasons.MAX_DETAIL_DEPTH):
-        return "", reasons.JOB_TOO_DEEP, f"the detail nests over {reasons.MAX_DETAIL_DEPTH} levels"
-    text = json.dumps(detail, ensure_ascii=False, separators=(",", ":"))
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        return "", reasons.INVALID_ENCODING, "a string in the detail is not valid Unicode"
-    if size > reasons.MAX_DETAIL_BYTES:
-        return "", reasons.JOB_TOO_LARGE, f"the detail is {size:,} bytes, over {reasons.MAX_DETAIL_BYTES:,}"
-    return text, None, None
-
-
 class Engine:
     """Decides for one routing table and one set of queue URLs (the function's environment)."""
 
@@ -201,7 +163,7 @@ class Engine:
         if not isinstance(detail, dict):
             return _reject(reasons.MISSING_FIELD_PREFIX + "jobId", "validate", explanation,
                            "the job detail is not a JSON object")
-        text, refused, why = _contract_limits(detail)
+        text, refused, why = limits.check(detail)
         decision = self._decide(detail, credit_balance, explanation) if refused is None else \
             _reject(refused, "validate", explanation, why)
         decision["submittedDetail"] = text

@@ -145,6 +145,8 @@ def deliver_events_to_step_functions() -> None:
     from moto.stepfunctions.parser.models import stepfunctions_parser_backends
     from moto.utilities.arns import parse_arn
 
+    from routing_manager.aws_limits import STATE_PAYLOAD_BYTES
+
     original = models.Rule.send_to_targets
 
     def send_to_targets(self: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
@@ -161,10 +163,15 @@ def deliver_events_to_step_functions() -> None:
             envelope = _aws_envelope(original_event)
             backend = stepfunctions_parser_backends[arn.account][arn.region]
             try:
+                execution_input = json.dumps(envelope)
+                if _utf8_size(execution_input) > STATE_PAYLOAD_BYTES:  # StartExecution refuses it on AWS
+                    raise ValueError(f"States.DataLimitExceeded: the execution input is over {STATE_PAYLOAD_BYTES}"
+                                     " bytes")
                 backend.start_execution(target["Arn"], name=f"{envelope['id'][:36]}-{uuid.uuid4().hex[:8]}",
-                                        execution_input=json.dumps(envelope))
+                                        execution_input=execution_input)
             except Exception as exc:  # EventBridge would retry, then dead-letter the event
-                _dead_letter(self, target, envelope, exc)
+                UNDELIVERED.append(Undelivered(target["Arn"], envelope, str(exc), _dead_letter(self, target, envelope,
+                                                                                              exc)))
 
     models.Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
 
@@ -176,18 +183,36 @@ def _aws_envelope(event: dict[str, Any]) -> dict[str, Any]:
     return envelope
 
 
-def _dead_letter(rule: Any, target: dict[str, Any], envelope: dict[str, Any], exc: Exception) -> None:
+@dataclass
+class Undelivered:
+    """An event EventBridge could not deliver to a state machine: dead-lettered, or lost (what AWS
+    counts as InvocationsFailedToBeSentToDlq)."""
+
+    state_machine_arn: str
+    event: dict[str, Any]
+    error: str
+    dead_lettered: bool
+
+
+UNDELIVERED: list[Undelivered] = []
+
+
+def _dead_letter(rule: Any, target: dict[str, Any], envelope: dict[str, Any], exc: Exception) -> bool:
     dlq = (target.get("DeadLetterConfig") or {}).get("Arn")
     if not dlq:
-        return
+        return False
     from moto.sqs import sqs_backends
 
     queue = dlq.split(":")[-1]
-    sqs_backends[rule.account_id][rule.region_name].send_message(
-        queue_name=queue, message_body=json.dumps(envelope),
-        message_attributes={"ERROR_MESSAGE": {"data_type": "String", "string_value": str(exc)[:256]},
-                            "RULE_ARN": {"data_type": "String", "string_value": rule.arn}},
-    )
+    try:
+        sqs_backends[rule.account_id][rule.region_name].send_message(
+            queue_name=queue, message_body=json.dumps(envelope),
+            message_attributes={"ERROR_MESSAGE": {"data_type": "String", "string_value": str(exc)[:256]},
+                                "RULE_ARN": {"data_type": "String", "string_value": rule.arn}},
+        )
+    except Exception:  # a deleted queue, or an event over the queue's message size
+        return False
+    return True
 
 
 # --- Lambda in process ------------------------------------------------------------------
@@ -266,10 +291,18 @@ def invoke_lambdas_in_process() -> None:
 # --- Retry waits ------------------------------------------------------------------------
 
 class _ScaledTime:
+    """Sleeps `scale` of each wait and remembers, per thread, the time it skipped: an execution's
+    clock as AWS would read it is its real elapsed time plus what its thread skipped."""
+
     scale = 1.0
+
+    def __init__(self) -> None:
+        self.skipped: dict[int, float] = {}
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds * self.scale)
+        thread = threading.get_ident()
+        self.skipped[thread] = self.skipped.get(thread, 0.0) + seconds * (1 - self.scale)
 
 
 _scaled_time = _ScaledTime()
@@ -486,6 +519,168 @@ def read_execution(execution_arn: str) -> tuple[dict[str, Any], list[dict[str, A
     return dict(execution.to_describe_output()), list(execution.to_history_output()["events"])
 
 
+# --- AWS limits moto does not enforce (routing_manager.aws_limits names the pages) --------
+
+class _DataLimitExceeded(BaseException):
+    """Not an Exception: it passes the state's Retry and Catch, as States.DataLimitExceeded does on
+    AWS, and becomes the execution's failure where the state is evaluated."""
+
+
+def _utf8_size(value: Any) -> int:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return len(text.encode("utf-8", errors="surrogatepass"))
+
+
+def enforce_state_payload_quota() -> None:
+    """A Task's input after Parameters over 256 KiB fails the execution with States.DataLimitExceeded,
+    which no Catch handles. moto checks a state's output (uncatchably) but not a task's parameters."""
+    if not _once("state_payload_quota"):
+        return
+    from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
+        StateTaskService,
+    )
+    from moto.stepfunctions.parser.asl.component.state.state import CommonStateField
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    from routing_manager.aws_limits import STATE_PAYLOAD_BYTES
+
+    before = StateTaskService._before_eval_execution
+
+    def before_eval_execution(self: Any, env: Any, resource_runtime_part: Any, raw_parameters: Any,
+                              state_credentials: Any) -> None:
+        size = _utf8_size(raw_parameters)
+        if size > STATE_PAYLOAD_BYTES:
+            raise _DataLimitExceeded(f"The state '{self.name}' has an input after Parameters of {size} bytes, "
+                                     f"over the {STATE_PAYLOAD_BYTES}-byte quota.")
+        before(self, env=env, resource_runtime_part=resource_runtime_part, raw_parameters=raw_parameters,
+               state_credentials=state_credentials)
+
+    eval_body = CommonStateField._eval_body
+
+    def guarded_eval_body(self: Any, env: Any) -> None:
+        try:
+            eval_body(self, env)
+        except _DataLimitExceeded as exceeded:
+            error = StatesErrorNameType.StatesStatesDataLimitExceeded
+            raise FailureEventException(failure_event=FailureEvent(
+                env=env, error_name=StatesErrorName(typ=error), event_type=HistoryEventType.TaskFailed,
+                event_details=EventDetails(executionFailedEventDetails=ExecutionFailedEventDetails(  # type: ignore[typeddict-item]
+                    error=error.to_name(), cause=str(exceeded))))) from None
+
+    StateTaskService._before_eval_execution = before_eval_execution  # type: ignore[method-assign]
+    CommonStateField._eval_body = guarded_eval_body  # type: ignore[method-assign]
+
+
+def enforce_express_time_limit() -> None:
+    """An EXPRESS execution still running after five minutes ends TIMED_OUT. Its clock is the real time
+    plus the Retry waits compress_retry_waits skipped, so compressed tests time out where AWS would."""
+    if not _once("express_time_limit"):
+        return
+    from moto.stepfunctions.parser.api import StateMachineType
+    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+    from moto.stepfunctions.parser.asl.component.program.program import Program
+
+    from routing_manager.aws_limits import EXPRESS_MAX_SECONDS
+
+    original = Program.eval
+
+    def eval_(self: Any, env: Any) -> None:
+        if env.is_frame() or env.execution_type != StateMachineType.EXPRESS:
+            original(self, env)
+            return
+        env.next_state_name = self.start_at.start_at_name
+        worker = threading.Thread(target=EvalComponent.eval, args=(self, env), daemon=True)
+        started = time.monotonic()
+        worker.start()
+        while worker.is_alive():
+            worker.join(timeout=0.02)
+            elapsed = time.monotonic() - started + _scaled_time.skipped.get(worker.ident or 0, 0.0)
+            if worker.is_alive() and elapsed > EXPRESS_MAX_SECONDS:
+                env.set_timed_out()
+                break
+        _scaled_time.skipped.pop(worker.ident or 0, None)
+
+    Program.eval = eval_  # type: ignore[method-assign]
+
+
+def restart_execution(execution_arn: str) -> None:
+    """Run an execution again from the beginning under the same ARN, as AWS may run an asynchronous
+    EXPRESS execution more than once (at-least-once). The first run's record stays in the history."""
+    backend = _parser_backend(execution_arn)
+    execution = backend.describe_execution(execution_arn)
+    machine = backend.describe_state_machine(execution.state_machine.arn)
+    machine.executions.remove(execution)
+    backend.start_execution(machine.arn, name=execution.name, execution_input=json.dumps(execution.input_data))
+
+
+def enforce_event_entry_size() -> None:
+    """A PutEvents entry over 256 KiB fails (its result entry carries the error; the others go on)."""
+    if not _once("event_entry_size"):
+        return
+    from moto.events.models import EventsBackend
+
+    from routing_manager.aws_limits import EVENTBRIDGE_ENTRY_BYTES
+    from routing_manager.publish import entry_size as _entry_size
+
+    original = EventsBackend.put_events
+
+    def put_events(self: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        fits = [e for e in events if _entry_size(e) <= EVENTBRIDGE_ENTRY_BYTES]
+        if len(fits) == len(events) or len(events) > 10:
+            return original(self, events)  # moto's own checks come first for a malformed request
+        sent = iter(original(self, fits) if fits else [])
+        return [next(sent) if _entry_size(e) <= EVENTBRIDGE_ENTRY_BYTES else
+                {"ErrorCode": "ValidationException",
+                 "ErrorMessage": f"Total size of the entry is over {EVENTBRIDGE_ENTRY_BYTES} bytes."}
+                for e in events]
+
+    EventsBackend.put_events = put_events  # type: ignore[method-assign]
+
+
+def enforce_sqs_message_size() -> None:
+    """A message (body and attributes, in bytes) over the queue's MaximumMessageSize is refused; a queue
+    that does not set it allows 256 KiB, as on AWS (moto allows 1 MiB and counts characters)."""
+    if not _once("sqs_message_size"):
+        return
+    from moto.sqs.exceptions import InvalidParameterValue
+    from moto.sqs.models import Queue, SQSBackend
+
+    from routing_manager.aws_limits import SQS_DEFAULT_MESSAGE_BYTES
+
+    init = Queue.__init__
+
+    def queue_init(self: Any, name: str, region: str, account_id: str, **kwargs: Any) -> None:
+        kwargs.setdefault("MaximumMessageSize", SQS_DEFAULT_MESSAGE_BYTES)
+        init(self, name, region, account_id, **kwargs)
+
+    send = SQSBackend.send_message
+
+    def send_message(self: Any, queue_name: str, message_body: str, message_attributes: Any = None,
+                     *args: Any, **kwargs: Any) -> Any:
+        limit = int(self.get_queue(queue_name).maximum_message_size)
+        size = len(message_body.encode("utf-8", errors="surrogatepass"))
+        for name, value in (message_attributes or {}).items():
+            size += len(name.encode()) + len(str(value.get("data_type", "")).encode())
+            size += len(str(value.get("string_value") or value.get("binary_value") or "").encode(
+                "utf-8", errors="surrogatepass"))
+        if size > limit:
+            raise InvalidParameterValue(f"One or more parameters are invalid. Reason: Message must be shorter "
+                                        f"than {limit} bytes.")
+        return send(self, queue_name, message_body, message_attributes, *args, **kwargs)
+
+    Queue.__init__ = queue_init  # type: ignore[method-assign]
+    SQSBackend.send_message = send_message  # type: ignore[method-assign]
+
+
 def install(retry_scale: float = 0.01) -> None:
     serialize_dynamodb_requests()
     count_queue_messages_in_one_pass()
@@ -497,3 +692,7 @@ def install(retry_scale: float = 0.01) -> None:
     deliver_events_to_step_functions()
     invoke_lambdas_in_process()
     compress_retry_waits(retry_scale)
+    enforce_state_payload_quota()
+    enforce_express_time_limit()
+    enforce_event_entry_size()
+    enforce_sqs_message_size()

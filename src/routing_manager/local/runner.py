@@ -10,6 +10,7 @@ from typing import Any
 from routing_core.contract import SUBMITTED_DETAIL_TYPE, SUBMITTED_SOURCE
 
 from routing_manager.events import SubmittedEvent
+from routing_manager.local import moto_adapters
 from routing_manager.local.stack import Execution, LocalStack, execution_arns, wait_for_executions
 
 # The last state an execution entered says how the job ended.
@@ -21,6 +22,10 @@ ENDINGS = {
     "JobFailed": "FAILED",
     "AnnouncementFailed": "EMIT_FAILED",
 }
+FAIL_STATES = {"JobFailed", "AnnouncementFailed"}
+# How a job ends when the workflow's own paths did not end it: nothing may be recorded, announced or
+# replayable for it. `local run` exits 1 on any of them.
+LOST_STATUSES = {"LOST", "CRASHED", "TIMED_OUT", "ABORTED"}
 
 
 @dataclass
@@ -43,15 +48,17 @@ def summarise(execution: Execution) -> JobResult:
     last = execution.path[-1] if execution.path else None
     if execution.status == "RUNNING":
         status = "STUCK"
-    elif execution.status == "SUCCEEDED" or last in ENDINGS:
-        status = ENDINGS.get(last or "", execution.status)
+    elif last in ENDINGS and (execution.status == "SUCCEEDED" or last in FAIL_STATES):
+        status = ENDINGS[last or ""]
+    elif execution.status == "FAILED":
+        status = "CRASHED"  # States.Runtime or States.DataLimitExceeded: no Catch could run
     else:
-        status = execution.status
+        status = execution.status  # TIMED_OUT, ABORTED
     decision = (execution.output or {}).get("decision") or {}
     reason = decision.get("reason")
     if status == "FAILED":
         reason = execution.error
-    elif status in ("STUCK", "EMIT_FAILED") or execution.status not in ("SUCCEEDED", "FAILED"):
+    elif status in ("STUCK", "EMIT_FAILED", "CRASHED") or execution.status not in ("SUCCEEDED", "FAILED"):
         reason = execution.error or f"execution {execution.status.lower()}"
     routed = status == "ROUTED"
     return JobResult(
@@ -72,6 +79,7 @@ def publish_and_wait(stack: LocalStack, events: list[SubmittedEvent], timeout: f
 
     An execution still running at the timeout is reported STUCK, never waited on forever."""
     before = execution_arns(stack)
+    undelivered_before = len(moto_adapters.UNDELIVERED)
     client = stack.client("events")
     bus = stack.outputs.get("EventBusName")
     for start in range(0, len(events), 10):
@@ -80,10 +88,21 @@ def publish_and_wait(stack: LocalStack, events: list[SubmittedEvent], timeout: f
         if response.get("FailedEntryCount"):
             failed = [r for r in response["Entries"] if r.get("ErrorCode")]
             raise RuntimeError(f"PutEvents rejected {len(failed)} entries: {failed[0].get('ErrorMessage')}")
-    expected = sum(1 for e in events if starts_workflow(e))
+    undelivered = [u for u in moto_adapters.UNDELIVERED[undelivered_before:]
+                   if u.state_machine_arn == stack.state_machine_arn]
+    expected = sum(1 for e in events if starts_workflow(e)) - len(undelivered)
     executions = wait_for_executions(stack, expected, timeout=timeout, already=before)
     executions.sort(key=lambda e: e.start)
-    return [summarise(e) for e in executions]
+    return [summarise(e) for e in executions] + [_never_started(u) for u in undelivered]
+
+
+def _never_started(undelivered: moto_adapters.Undelivered) -> JobResult:
+    """EventBridge could not start the workflow: the event waits in the rule's dead-letter queue
+    (replayable), or, when it could not be put there either, it is lost."""
+    detail = undelivered.event.get("detail")
+    return JobResult(jobId=detail.get("jobId") if isinstance(detail, dict) else None,
+                     status="DEAD_LETTERED" if undelivered.dead_lettered else "LOST", provider=None, model=None,
+                     queue=None, reason=undelivered.error, path=[], executionArn="")
 
 
 def totals(results: list[JobResult]) -> tuple[Counter[str], Counter[str]]:

@@ -1,0 +1,46 @@
+"""The contract's size limits (docs/EVENT_SCHEMA.md), checked the same way by the rules Lambda (the
+workflow's gate) and by the pydantic contract (publishers). Plain Python: the Lambda imports it at cold start."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from routing_core import reasons
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether objects and arrays nest deeper than `limit` (the value itself is level 1); iterative,
+    so that no depth a JSON parser accepted can exhaust the stack here."""
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if level > limit:
+            return True
+        stack.extend((child, level + 1) for child in children)
+    return False
+
+
+def check(detail: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    """The detail as compact JSON (what the record keeps for replay), or "" and the reason it is refused."""
+    job_id = detail.get("jobId")
+    if isinstance(job_id, str):
+        try:
+            size = len(job_id.encode("utf-8"))
+        except UnicodeEncodeError:
+            return "", reasons.JOB_ID_NOT_UNICODE, "jobId is not valid Unicode"
+        if size > reasons.MAX_JOB_ID_BYTES:
+            return "", reasons.JOB_ID_TOO_LONG, f"jobId is {size} bytes, over {reasons.MAX_JOB_ID_BYTES}"
+    if _depth_over(detail, reasons.MAX_DETAIL_DEPTH):
+        return "", reasons.JOB_TOO_DEEP, f"the detail nests over {reasons.MAX_DETAIL_DEPTH} levels"
+    text = json.dumps(detail, ensure_ascii=False, separators=(",", ":"))
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "", reasons.INVALID_ENCODING, "a string in the detail is not valid Unicode"
+    if size > reasons.MAX_DETAIL_BYTES:
+        return "", reasons.JOB_TOO_LARGE, f"the detail is {size:,} bytes, over {reasons.MAX_DETAIL_BYTES:,}"
+    return text, None, None
