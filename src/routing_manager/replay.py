@@ -156,6 +156,9 @@ def replay(candidates: list[Candidate], ddb: Any, sqs: Any, events: Any, table: 
         if c.event is None:
             c.action = "no event stored: cannot replay"
             continue
+        if (refused := _over_contract_limits(c.event)) is not None:
+            c.action = f"not replayable: {refused} (over the contract's limits, it can only be rejected; messages kept)"
+            continue
         if not yes:
             c.action = "would release claim and replay" if c.source == "stale-claim" else "would replay"
             continue
@@ -186,6 +189,15 @@ def replay(candidates: list[Candidate], ddb: Any, sqs: Any, events: Any, table: 
         else:
             c.action = f"not sent: {answer.get('ErrorCode')} (messages kept)"
     return candidates
+
+
+def _over_contract_limits(event: dict[str, Any]) -> str | None:
+    """Why a stored job can never run, if so: for one far over the limits, Step Functions refuses even
+    to start the execution (its input is over 256 KiB), and EventBridge dead-letters it again."""
+    from routing_core import limits
+
+    detail = event.get("detail")
+    return limits.check(detail)[1] if isinstance(detail, dict) else None
 
 
 def _delete(sqs: Any, messages: list[tuple[str, str]]) -> None:

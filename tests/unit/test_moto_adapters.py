@@ -206,3 +206,93 @@ def test_executions_read_in_process_are_what_the_api_reports() -> None:
             assert json.loads(described[key]) == json.loads(api[key])
         api_history = sfn.get_execution_history(executionArn=execution)["events"]
         assert [e["type"] for e in history] == [e["type"] for e in api_history]
+
+
+# --- AWS limits the local stack enforces over moto ----------------------------------------------------
+
+def test_a_task_input_over_256_kib_fails_the_execution_past_its_catch() -> None:
+    moto_adapters.install()
+    with mocked_aws():
+        url = boto3.client("sqs", region_name="us-east-1").create_queue(QueueName="big")["QueueUrl"]
+        arn = _machine({"StartAt": "Send", "States": {
+            "Send": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage",
+                     "Parameters": {"QueueUrl": url, "MessageBody": {"a.$": "$.half", "b.$": "$.half"}},
+                     "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}], "End": True},
+            "Caught": {"Type": "Succeed"}}})
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        small = sfn.start_execution(stateMachineArn=arn, name="small",
+                                    input=json.dumps({"half": "x" * 100_000}))["executionArn"]
+        assert _wait(small)["status"] == "SUCCEEDED"  # 200 KB of parameters: within the quota
+        big = sfn.start_execution(stateMachineArn=arn, name="big",
+                                  input=json.dumps({"half": "x" * 140_000}))["executionArn"]
+        done = _wait(big)
+        assert (done["status"], done["error"]) == ("FAILED", "States.DataLimitExceeded")  # not caught
+
+
+def test_express_executions_time_out_after_five_minutes_of_retries() -> None:
+    moto_adapters.install()
+    with mocked_aws():
+        arn = _machine({"StartAt": "Read", "States": {"Read": {
+            "Type": "Task", "Resource": "arn:aws:states:::dynamodb:getItem", "End": True,
+            "Parameters": {"TableName": "missing", "Key": {"k": {"S": "x"}}},
+            # 100 + 200 (+ 400) seconds of waits: past the 300-second EXPRESS limit, 3 s compressed
+            "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 100, "MaxAttempts": 3, "BackoffRate": 2}]}}})
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        started = time.monotonic()
+        execution = sfn.start_execution(stateMachineArn=arn, name="slow")["executionArn"]
+        assert _wait(execution)["status"] == "TIMED_OUT"
+        assert time.monotonic() - started < 10
+
+
+def test_restart_runs_an_execution_again_under_its_arn() -> None:
+    moto_adapters.install()
+    with mocked_aws():
+        arn = _machine({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        execution = sfn.start_execution(stateMachineArn=arn, name="once", input='{"a": 1}')["executionArn"]
+        _wait(execution)
+        moto_adapters.restart_execution(execution)
+        again = _wait(execution)
+        assert (again["status"], json.loads(again["input"])) == ("SUCCEEDED", {"a": 1})
+        assert moto_adapters.execution_statuses(arn) == {execution: "SUCCEEDED"}
+
+
+def test_put_events_refuses_an_entry_over_256_kib_and_sends_the_others() -> None:
+    moto_adapters.install()
+    with mocked_aws():
+        events = boto3.client("events", region_name="us-east-1")
+        detail = json.dumps({"p": "x" * (256 * 1024 - 10)})  # with "s" and "d": 2 bytes over
+        answer = events.put_events(Entries=[{"Source": "s", "DetailType": "d", "Detail": '{"ok": 1}'},
+                                            {"Source": "s", "DetailType": "d", "Detail": detail}])
+        assert answer["FailedEntryCount"] == 1
+        assert answer["Entries"][0]["EventId"] and answer["Entries"][1]["ErrorCode"] == "ValidationException"
+
+
+def test_sqs_messages_are_held_to_the_queue_size_in_bytes() -> None:
+    moto_adapters.install()
+    with mocked_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        default = sqs.create_queue(QueueName="default")["QueueUrl"]
+        large = sqs.create_queue(QueueName="large", Attributes={"MaximumMessageSize": "1048576"})["QueueUrl"]
+        assert sqs.get_queue_attributes(QueueUrl=default, AttributeNames=["MaximumMessageSize"])[
+            "Attributes"]["MaximumMessageSize"] == "262144"
+        body = "é" * 140_000  # 140,000 characters, 280,000 bytes
+        with pytest.raises(ClientError, match="shorter than 262144 bytes"):
+            sqs.send_message(QueueUrl=default, MessageBody=body)
+        sqs.send_message(QueueUrl=large, MessageBody=body)
+
+
+def test_dynamodb_holds_keys_and_items_to_their_limits() -> None:
+    """moto enforces these itself: no adapter, but the workflow depends on them."""
+    moto_adapters.install()
+    with mocked_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(TableName="t", KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+                         BillingMode="PAY_PER_REQUEST")
+        with pytest.raises(ClientError, match="ValidationException"):
+            ddb.update_item(TableName="t", Key={"k": {"S": "k" * 2049}}, UpdateExpression="SET a = :a",
+                            ExpressionAttributeValues={":a": {"S": "x"}})
+        with pytest.raises(ClientError, match="ValidationException"):
+            ddb.update_item(TableName="t", Key={"k": {"S": "k"}}, UpdateExpression="SET a = :a",
+                            ExpressionAttributeValues={":a": {"S": "x" * 410_000}})

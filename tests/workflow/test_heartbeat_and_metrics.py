@@ -79,3 +79,13 @@ def test_duplicates_and_failures_are_counted(fresh_stack: LocalStack) -> None:
             {"Name": "service", "Value": "routing-manager"}])
 
     assert (count("duplicate"), count("failed")) == (1, 1)
+
+
+def test_rejections_without_a_record_are_counted(fresh_stack: LocalStack) -> None:
+    """The rules Lambda counts the rejections it decides (EMF); the workflow counts those it announces
+    without a record: a missing jobId never reaches the Lambda."""
+    submit(fresh_stack, job(jobId=None), job(jobId="x" * 600))
+    rejected = _datapoints(fresh_stack, "RoutingAttempts", [
+        {"Name": "provider", "Value": "none"}, {"Name": "outcome", "Value": "rejected"},
+        {"Name": "service", "Value": "routing-manager"}])
+    assert rejected == 2

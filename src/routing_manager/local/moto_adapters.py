@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import sys
 import threading
 import time
 import traceback
@@ -300,9 +301,9 @@ class _ScaledTime:
         self.skipped: dict[int, float] = {}
 
     def sleep(self, seconds: float) -> None:
-        time.sleep(seconds * self.scale)
-        thread = threading.get_ident()
+        thread = threading.get_ident()  # counted first: a wait past the time limit times out during it
         self.skipped[thread] = self.skipped.get(thread, 0.0) + seconds * (1 - self.scale)
+        time.sleep(seconds * self.scale)
 
 
 _scaled_time = _ScaledTime()
@@ -521,22 +522,20 @@ def read_execution(execution_arn: str) -> tuple[dict[str, Any], list[dict[str, A
 
 # --- AWS limits moto does not enforce (routing_manager.aws_limits names the pages) --------
 
-class _DataLimitExceeded(BaseException):
-    """Not an Exception: it passes the state's Retry and Catch, as States.DataLimitExceeded does on
-    AWS, and becomes the execution's failure where the state is evaluated."""
-
-
 def _utf8_size(value: Any) -> int:
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return len(text.encode("utf-8", errors="surrogatepass"))
 
 
 def enforce_state_payload_quota() -> None:
-    """A Task's input after Parameters over 256 KiB fails the execution with States.DataLimitExceeded,
-    which no Catch handles. moto checks a state's output (uncatchably) but not a task's parameters."""
+    """A Task's input after Parameters over 256 KiB fails with States.DataLimitExceeded (moto checks a
+    state's output, not a task's parameters), and, as on AWS, no Retry or Catch matches that error:
+    moto's States.ALL matched it, so a Catch could hide it. (States.Runtime stays catchable here: moto
+    also raises it for integration errors it cannot name, which AWS reports as task errors.)"""
     if not _once("state_payload_quota"):
         return
-    from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
         FailureEvent,
         FailureEventException,
@@ -548,36 +547,54 @@ def enforce_state_payload_quota() -> None:
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
         StateTaskService,
     )
-    from moto.stepfunctions.parser.asl.component.state.state import CommonStateField
     from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
     from routing_manager.aws_limits import STATE_PAYLOAD_BYTES
 
+    terminal = StatesErrorNameType.StatesStatesDataLimitExceeded
     before = StateTaskService._before_eval_execution
 
     def before_eval_execution(self: Any, env: Any, resource_runtime_part: Any, raw_parameters: Any,
                               state_credentials: Any) -> None:
         size = _utf8_size(raw_parameters)
         if size > STATE_PAYLOAD_BYTES:
-            raise _DataLimitExceeded(f"The state '{self.name}' has an input after Parameters of {size} bytes, "
-                                     f"over the {STATE_PAYLOAD_BYTES}-byte quota.")
-        before(self, env=env, resource_runtime_part=resource_runtime_part, raw_parameters=raw_parameters,
-               state_credentials=state_credentials)
-
-    eval_body = CommonStateField._eval_body
-
-    def guarded_eval_body(self: Any, env: Any) -> None:
-        try:
-            eval_body(self, env)
-        except _DataLimitExceeded as exceeded:
             error = StatesErrorNameType.StatesStatesDataLimitExceeded
             raise FailureEventException(failure_event=FailureEvent(
                 env=env, error_name=StatesErrorName(typ=error), event_type=HistoryEventType.TaskFailed,
-                event_details=EventDetails(executionFailedEventDetails=ExecutionFailedEventDetails(  # type: ignore[typeddict-item]
-                    error=error.to_name(), cause=str(exceeded))))) from None
+                event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(  # type: ignore[typeddict-item]
+                    error=error.to_name(), cause=f"The state '{self.name}' has an input after Parameters of "
+                                                 f"{size} bytes, over the {STATE_PAYLOAD_BYTES}-byte quota."))))
+        before(self, env=env, resource_runtime_part=resource_runtime_part, raw_parameters=raw_parameters,
+               state_credentials=state_credentials)
+
+    matches = ErrorEqualsDecl._eval_body
+
+    def error_equals(self: Any, env: Any) -> None:
+        error_name = env.stack[-1]
+        if isinstance(error_name, StatesErrorName) and error_name.typ == terminal:
+            env.stack.pop()
+            env.stack.append(False)
+            return
+        matches(self, env)
 
     StateTaskService._before_eval_execution = before_eval_execution  # type: ignore[method-assign]
-    CommonStateField._eval_body = guarded_eval_body  # type: ignore[method-assign]
+    ErrorEqualsDecl._eval_body = error_equals  # type: ignore[method-assign]
+
+
+def run_express_machines_as_express() -> None:
+    """moto records a machine's type but runs every execution as STANDARD (StateMachine.sm_type is
+    fixed at "STANDARD"): the EXPRESS limits below would never apply."""
+    if not _once("express_type"):
+        return
+    from moto.stepfunctions.models import StateMachine
+
+    init = StateMachine.__init__
+
+    def state_machine_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.sm_type = self.type
+
+    StateMachine.__init__ = state_machine_init  # type: ignore[method-assign]
 
 
 def enforce_express_time_limit() -> None:
@@ -610,6 +627,15 @@ def enforce_express_time_limit() -> None:
         _scaled_time.skipped.pop(worker.ident or 0, None)
 
     Program.eval = eval_  # type: ignore[method-assign]
+
+
+def allow_deep_json(depth: int = 2_000) -> None:
+    """JSON nested as deep as EventBridge accepts must reach the workflow's gate (which rejects past 32
+    levels, job_too_deep): moto walks the execution input recursively and hit Python's recursion limit
+    (1,000 frames) at about 450 levels, failing the execution with States.Runtime before its first
+    state. Python 3.11 keeps Python frames off the C stack, so a higher limit is safe."""
+    if sys.getrecursionlimit() < depth * 5:
+        sys.setrecursionlimit(depth * 5)
 
 
 def restart_execution(execution_arn: str) -> None:
@@ -693,6 +719,8 @@ def install(retry_scale: float = 0.01) -> None:
     invoke_lambdas_in_process()
     compress_retry_waits(retry_scale)
     enforce_state_payload_quota()
+    run_express_machines_as_express()
     enforce_express_time_limit()
     enforce_event_entry_size()
     enforce_sqs_message_size()
+    allow_deep_json()
