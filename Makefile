@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TOOLS := .venv-tools
+ASL_TOOLS := tools/asl/node_modules
 PIP_FLAGS := --quiet --disable-pip-version-check
 export AWS_DEFAULT_REGION ?= us-east-1
 export AWS_ACCESS_KEY_ID ?= testing
@@ -11,7 +12,7 @@ export SAM_CLI_TELEMETRY := 0
 
 .PHONY: setup test unit lint demo bench schemas lock graph clean
 
-setup: $(BIN)/.installed $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed
+setup: $(BIN)/.installed $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed $(ASL_TOOLS)/.installed
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,12 @@ $(TOOLS)/checkov/.installed: tools-requirements/checkov.txt
 	$(PYTHON) -m venv $(TOOLS)/checkov
 	$(TOOLS)/checkov/bin/pip install $(PIP_FLAGS) -r tools-requirements/checkov.txt
 	touch $@
+
+# AWS's ASL language service and asl-validator (npm, pinned by the lock file). Without node the
+# tests that use them skip and say so.
+$(ASL_TOOLS)/.installed: tools/asl/package.json tools/asl/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix tools/asl --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the ASL validator tests will skip"; fi
 
 test: setup
 	$(BIN)/ruff check src functions tests bench
@@ -56,4 +63,4 @@ graph: $(BIN)/.installed
 	$(BIN)/routing-manager graph --format mermaid -o docs/routing-graph.mmd
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .coverage coverage.xml .hypothesis
+	rm -rf $(VENV) $(TOOLS) $(ASL_TOOLS) .coverage coverage.xml .hypothesis

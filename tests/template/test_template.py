@@ -28,12 +28,9 @@ def translated() -> dict[str, Any]:
     return translate()
 
 
-@pytest.fixture(scope="module")
-def packaged(sam: dict[str, Any]) -> dict[str, Any]:
-    """What `sam package && sam deploy` hands CloudFormation. A SAM resource's cfn-lint
-    suppressions (each justified in template.yaml) also cover the resources SAM generates
-    from it (its role, rule, permission), which SAM's translator does not copy."""
-    template = translate(packaged=True)
+def _with_suppressions(sam: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
+    """A SAM resource's cfn-lint suppressions (each justified in template.yaml) also cover the
+    resources SAM generates from it (its role, rule, permission), which SAM's translator does not copy."""
     for logical, resource in sam["Resources"].items():
         metadata = resource.get("Metadata", {}).get("cfn-lint")
         if not metadata:
@@ -41,6 +38,22 @@ def packaged(sam: dict[str, Any]) -> dict[str, Any]:
         for generated, child in template["Resources"].items():
             if generated.startswith(logical) and generated != logical:
                 child.setdefault("Metadata", {}).setdefault("cfn-lint", metadata)
+    return template
+
+
+@pytest.fixture(scope="module")
+def packaged(sam: dict[str, Any]) -> dict[str, Any]:
+    """What `sam package && sam deploy` hands CloudFormation."""
+    return _with_suppressions(sam, translate(packaged=True))
+
+
+@pytest.fixture(scope="module")
+def inlined(sam: dict[str, Any]) -> dict[str, Any]:
+    """The state machine's Definition as an object: cfn-lint then checks the ASL against its schema."""
+    template = _with_suppressions(sam, translate())
+    [machine] = resources(template, "AWS::StepFunctions::StateMachine").values()
+    del machine["Properties"]["DefinitionString"]  # how SAM inlines it: text cfn-lint does not parse
+    machine["Properties"]["Definition"] = json.loads(project.ASL.read_text())
     return template
 
 
@@ -115,10 +128,12 @@ def test_sam_validate_lint_is_clean() -> None:
 
 @pytest.mark.skipif(not (SAM_BIN / "cfn-lint").exists(), reason=TOOLS_REASON)
 def test_cfn_lint_and_serverless_rules_are_clean_on_sam_and_translated(packaged: dict[str, Any],
+                                                                       inlined: dict[str, Any],
                                                                        tmp_path: Path) -> None:
-    out = tmp_path / "translated.json"
-    out.write_text(json.dumps(packaged))
-    for template in (project.TEMPLATE, out):
+    translated, with_definition = tmp_path / "translated.json", tmp_path / "definition-inlined.json"
+    translated.write_text(json.dumps(packaged))
+    with_definition.write_text(json.dumps(inlined))
+    for template in (project.TEMPLATE, translated, with_definition):
         result = _run([str(SAM_BIN / "cfn-lint"), "--append-rules", "cfn_lint_serverless.rules", "--",
                        str(template)], project.ROOT)
         assert result.returncode == 0, f"{template}:\n{result.stdout}{result.stderr}"
