@@ -26,6 +26,20 @@ Re-check each on a moto upgrade: when moto closes a gap, delete its adapter.
 | Responses go through a slow generic serializer (40 % of a run | execution_statuses,              |
 |   spent listing and describing executions); list tokens go    |   read_execution                 |
 |   stale while executions end                                  |                                  |
+
+AWS limits moto does not enforce (routing_manager.aws_limits has the numbers and the pages):
+
+| moto 5.2.5                                                    | adapter                          |
+|---------------------------------------------------------------|----------------------------------|
+| Every execution runs as STANDARD                              | run_express_machines_as_express  |
+| No 5-minute limit on EXPRESS executions                       | enforce_express_time_limit       |
+| Task input after Parameters unmeasured; States.ALL catches     | enforce_state_payload_quota      |
+|   States.DataLimitExceeded                                     |                                  |
+| StartExecution from a rule takes any input size               | deliver_events_to_step_functions |
+| PutEvents takes entries of any size                           | enforce_event_entry_size         |
+| SQS queues default to 1 MiB, counted in characters             | enforce_sqs_message_size         |
+| Deeply nested input hits Python's recursion limit             | allow_deep_json                  |
+| An execution never runs twice (AWS: at-least-once)             | restart_execution                |
 """
 
 from __future__ import annotations
