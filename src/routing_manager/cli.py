@@ -366,8 +366,8 @@ def local_run(
                    EXIT_FAILED)
     lost = [r for r in results if r.status in runner.LOST_STATUSES]
     if lost:
-        raise fail(f"{len(lost)} jobs ended with no record, no outcome event and no replayable message "
-                   f"({', '.join(sorted({r.status for r in lost}))})", EXIT_FAILED)
+        raise fail(f"{len(lost)} job{'s' * (len(lost) != 1)} ended outside the workflow's own paths, with no "
+                   f"record or outcome event promised ({', '.join(sorted({r.status for r in lost}))})", EXIT_FAILED)
 
 
 def _print_results(results: list[Any], totals: tuple[Any, Any]) -> None:

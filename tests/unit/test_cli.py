@@ -95,3 +95,33 @@ def test_local_run_table_shows_a_job_without_id_as_none(tmp_path: Path) -> None:
                            env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     assert "(none)" in result.stdout and "missing_required_field:jobId" in result.stdout
+
+
+def _too_big_to_start(tmp_path: Path) -> Path:
+    """A detail EventBridge accepts whose envelope is over Step Functions' 256 KiB input quota."""
+    detail = {"jobId": "huge-1", "userId": "u", "prompt": ""}
+    detail["prompt"] = "x" * (256 * 1024 - 40 - len(json.dumps(detail, separators=(",", ":"))))
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps(detail, separators=(",", ":")))
+    return path
+
+
+def test_local_run_reports_an_event_that_cannot_start_as_dead_lettered(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["local", "run", "--json", "--lambda-log", str(tmp_path / "l.log"),
+                                 str(_too_big_to_start(tmp_path))])
+    assert result.exit_code == 0, result.output
+    [job] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert (job["jobId"], job["status"]) == ("huge-1", "DEAD_LETTERED")
+    assert "execution input is over 262144 bytes" in job["reason"]
+
+
+def test_local_run_exits_1_when_a_job_is_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from routing_manager.local import moto_adapters
+
+    monkeypatch.setattr(moto_adapters, "_dead_letter", lambda *args: False)  # the DLQ refuses it
+    result = runner.invoke(app, ["local", "run", "--json", "--lambda-log", str(tmp_path / "l.log"),
+                                 str(_too_big_to_start(tmp_path))])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["status"] == "LOST"
+    assert "1 job ended outside the workflow's own paths, with no record or outcome event promised (LOST)" in (
+        result.stderr)

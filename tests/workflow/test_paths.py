@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from routing_core.contract import JobRecord
 
+from routing_manager import project
 from routing_manager.local.stack import LocalStack
 from tests.workflow.conftest import body, events_for, job, messages_for, submit
 
@@ -173,7 +174,10 @@ def test_missing_provider_queue_is_a_queue_error(fresh_stack: LocalStack) -> Non
     [result] = submit(fresh_stack, detail)
     assert result.status == "FAILED"
     assert result.path[-7:] == ["EnqueueJob", "NameQueueError", *FAILURE_TAIL]
-    assert _assert_failed(fresh_stack, detail, "queue_error:").startswith("queue_error:SQS.")
+    # The name the local stack records, and the one the docs give as the example.
+    assert _assert_failed(fresh_stack, detail, "queue_error:") == "queue_error:SQS.SdkClientException"
+    for doc in ("EVENT_SCHEMA.md", "RUNBOOK.md"):
+        assert "queue_error:SQS.SdkClientException" in (project.ROOT / "docs" / doc).read_text(), doc
 
 
 def test_put_events_failing_keeps_the_record_and_fails_the_execution(

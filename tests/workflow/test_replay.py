@@ -46,6 +46,7 @@ def test_queue_error_replayed_after_the_queue_is_restored_routes_exactly_once(
     assert row["action"].startswith("replayed as ")
     record = fresh_stack.record(detail["jobId"])
     assert record is not None and (record["status"], record["attempts"]) == ("ROUTED", 2)
+    assert "failureReason" not in record and "failedAt" not in record  # the failure is over
     assert len(messages_for(fresh_stack, "FalJobQueueUrl", detail["jobId"])) == 1
     # the failure queue message was consumed with the record: a second replay finds nothing
     assert replay_cli(fresh_stack, monkeypatch, "--yes") == []
