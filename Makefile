@@ -10,7 +10,7 @@ export AWS_ACCESS_KEY_ID ?= testing
 export AWS_SECRET_ACCESS_KEY ?= testing
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup test unit lint demo bench schemas lock graph clean
+.PHONY: setup test unit differential lint demo bench schemas lock graph clean
 
 setup: $(BIN)/.installed $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed $(ASL_TOOLS)/.installed
 
@@ -44,6 +44,10 @@ test: setup
 
 unit: $(BIN)/.installed
 	$(BIN)/pytest tests/unit
+
+# Every workflow path on the local stack, run again on a second ASL interpreter (also in `make test`).
+differential: setup
+	$(BIN)/pytest tests/differential
 
 demo: $(BIN)/.installed
 	$(BIN)/routing-manager local run events/

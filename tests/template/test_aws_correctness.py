@@ -156,7 +156,8 @@ def test_no_state_carries_the_event_after_the_gate(asl: dict[str, Any]) -> None:
     states = asl["States"]
     readers = {name for name, s in states.items() if '"$.detail' in json.dumps(s)}
     assert readers == {"CheckJobId", "DecideRoute"}
-    assert states["DecideRoute"]["ResultPath"] == "$"
+    # No ResultPath is AWS's default "$": the result, or the caught error, replaces the event.
     for name in ("DecideRoute", "DecideWithCredits"):
+        assert "ResultPath" not in states[name]
         [catch] = states[name]["Catch"]
-        assert catch["ResultPath"] == "$", f"{name}'s error must replace the event, not join it"
+        assert "ResultPath" not in catch, f"{name}'s error must replace the event, not join it"

@@ -40,6 +40,7 @@ AWS limits moto does not enforce (routing_manager.aws_limits has the numbers and
 | SQS queues default to 1 MiB, counted in characters             | enforce_sqs_message_size         |
 | Deeply nested input hits Python's recursion limit             | allow_deep_json                  |
 | An execution never runs twice (AWS: at-least-once)             | restart_execution                |
+| A FailedEntry's cause is PutEvents' response (a dict), not text | failure_causes_as_text           |
 """
 
 from __future__ import annotations
@@ -595,6 +596,29 @@ def enforce_state_payload_quota() -> None:
     ErrorEqualsDecl._eval_body = error_equals  # type: ignore[method-assign]
 
 
+def failure_causes_as_text() -> None:
+    """A task failure's cause is a string on AWS (TaskFailedEventDetails.cause); moto put PutEvents'
+    whole response (a dict) there for EventBridge.FailedEntry, and a Fail state's CausePath passed
+    the dict on as the execution's cause. Found by the second interpreter (tests/differential)."""
+    if not _once("failure_causes"):
+        return
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_events import (
+        StateTaskServiceEvents,
+    )
+    from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+
+    from_error = StateTaskServiceEvents._from_error
+
+    def textual(self: Any, env: Any, ex: Exception) -> Any:
+        failure = from_error(self, env, ex)
+        details = failure.event_details.get("taskFailedEventDetails") or {}
+        if "cause" in details and not isinstance(details["cause"], str):
+            details["cause"] = to_json_str(details["cause"])
+        return failure
+
+    StateTaskServiceEvents._from_error = textual  # type: ignore[method-assign]
+
+
 def run_express_machines_as_express() -> None:
     """moto records a machine's type but runs every execution as STANDARD (StateMachine.sm_type is
     fixed at "STANDARD"): the EXPRESS limits below would never apply."""
@@ -733,6 +757,7 @@ def install(retry_scale: float = 0.01) -> None:
     invoke_lambdas_in_process()
     compress_retry_waits(retry_scale)
     enforce_state_payload_quota()
+    failure_causes_as_text()
     run_express_machines_as_express()
     enforce_express_time_limit()
     enforce_event_entry_size()

@@ -1,0 +1,1 @@
+from tests.workflow.conftest import aws, stack  # noqa: F401  (the same local-stack fixtures)

@@ -1,0 +1,238 @@
+"""A second witness: every workflow path run on the local stack (moto's interpreter) is run again on
+an independent States Language interpreter (aws-local-stepfunctions, node), each Task answered with
+the result or error the local stack recorded for it. Both must take the same states in the same
+order, send the same parameters to every Task and end the same way. Where they disagree, AWS's
+documentation decides (docs/LOCAL_STACK.md, "Two interpreters").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from moto.dynamodb.models import DynamoDBBackend
+from moto.events.models import EventsBackend
+from moto.sqs.models import SQSBackend
+
+from routing_manager import project
+from routing_manager.local import moto_adapters
+from routing_manager.local import stack as local_stack
+from routing_manager.local.stack import LocalStack
+from tests.reliability.faults import FAILED_ENTRY, Fault, error, inject
+from tests.workflow.conftest import job, submit
+from tests.workflow.test_paths import CREDITS_TABLE
+
+REPLAY = project.ROOT / "tools" / "asl" / "differential.js"
+INSTALLED = project.ROOT / "tools" / "asl" / "node_modules" / "aws-local-stepfunctions"
+FOREVER = 50
+# $$.State.EnteredTime differs per state on the local stack; the second interpreter takes one value
+# for the whole run. Timestamps are compared as such, not by value.
+ENTERED_TIME = "2025-06-22T00:22:00Z"
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed: the second interpreter runs on it"),
+    pytest.mark.skipif(not INSTALLED.exists(), reason="tools/asl/node_modules is missing: run `make setup`"),
+]
+
+Case = Callable[[LocalStack, pytest.MonkeyPatch], str]  # runs one path, returns its execution ARN
+
+
+def _one(stack: LocalStack, detail: Any) -> str:
+    [result] = submit(stack, detail)
+    return result.executionArn
+
+
+def _faulted(target: Any, method: str, marker: str, errors: list[Any], detail: dict[str, Any] | None = None) -> Case:
+    def run(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> str:
+        job_detail = detail or job()
+        fault = Fault(lambda call: marker in call and job_detail["jobId"] in call, errors)
+        with inject(monkeypatch, target, method, fault):
+            return _one(stack, job_detail)
+    return run
+
+
+def _rules_fault(*faults: Any) -> Case:
+    def run(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> str:
+        stack.rules.faults[:] = list(faults)
+        return _one(stack, job())
+    return run
+
+
+def _duplicate(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> str:
+    detail = job()
+    _one(stack, detail)
+    return _one(stack, detail)
+
+
+def _held_elsewhere(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> str:
+    detail = job()
+    stack.client("dynamodb").put_item(TableName=stack.outputs["JobsTableName"], Item={
+        "jobId": {"S": detail["jobId"]}, "status": {"S": "CLAIMED"}, "claimedBy": {"S": "arn:aws:states:::other"}})
+    return _faulted(DynamoDBBackend, "update_item", "claimedAt", [error("InternalServerError")] * FOREVER,
+                    detail)(stack, monkeypatch)
+
+
+def _malformed_decision(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(stack.rules, "handler", lambda event, context: {"outcome": "perhaps"})
+    return _one(stack, job())
+
+
+CASES: dict[str, Case] = {
+    "routed": lambda s, m: _one(s, job()),
+    "explicit-provider": lambda s, m: _one(s, job(provider="Replicate", lengthSec=60, resolution="1080p")),
+    "no-route": lambda s, m: _one(s, job(lengthSec=30, resolution="1080p")),
+    "missing-field": lambda s, m: _one(s, job(prompt=...)),
+    "invalid-length": lambda s, m: _one(s, job(lengthSec="8")),
+    "unsupported-provider": lambda s, m: _one(s, job(provider="runway")),
+    "job-too-large": lambda s, m: _one(s, job(prompt="x" * 40_000)),
+    "invalid-job-id": lambda s, m: _one(s, job(jobId="x" * 600)),
+    "missing-job-id": lambda s, m: _one(s, job(jobId=None)),
+    "duplicate": _duplicate,
+    "rules-throttled-then-routed": _rules_fault("TooManyRequestsException"),
+    "rules-failing-for-good": _rules_fault(RuntimeError("rules down")),
+    "claim-throttled": _faulted(DynamoDBBackend, "update_item", "claimedAt",
+                                [error("ProvisionedThroughputExceededException")]),
+    "claim-held-elsewhere": _held_elsewhere,
+    "queue-failure": _faulted(SQSBackend, "send_message", "JobQueue",
+                              [error("InvalidParameterValue", "sqs")] * FOREVER),
+    "mark-failure": _faulted(DynamoDBBackend, "update_item", ":routed", [error("ValidationException")] * FOREVER),
+    "emit-failure": _faulted(EventsBackend, "put_events", "video.job.routed", [FAILED_ENTRY] * FOREVER),
+    "malformed-decision": _malformed_decision,
+}
+CREDITS_CASES: dict[str, Case] = {
+    "credits-present": lambda s, m: _one(s, job(userId="rich-user")),
+    "credits-absent": lambda s, m: _one(s, job(userId="nobody")),
+}
+
+
+def record(execution_arn: str) -> dict[str, Any]:
+    """What the local stack did: the states entered, each Task's parameters and answers, the end."""
+    described, history = moto_adapters.read_execution(execution_arn)
+    machine = moto_adapters._parser_backend(execution_arn).describe_state_machine(
+        moto_adapters._parser_backend(execution_arn).describe_execution(execution_arn).state_machine.arn)
+    path: list[str] = []
+    parameters: dict[str, list[Any]] = {}
+    attempts: dict[str, list[dict[str, Any]]] = {}
+    for event in history:
+        if "stateEnteredEventDetails" in event:
+            path.append(event["stateEnteredEventDetails"]["name"])
+        elif "taskScheduledEventDetails" in event:
+            parameters.setdefault(path[-1], []).append(json.loads(event["taskScheduledEventDetails"]["parameters"]))
+        elif "taskSucceededEventDetails" in event:
+            output = json.loads(event["taskSucceededEventDetails"]["output"])
+            attempts.setdefault(path[-1], []).append({"output": output})
+        elif "taskFailedEventDetails" in event:
+            details = event["taskFailedEventDetails"]
+            attempts.setdefault(path[-1], []).append({"error": details.get("error"), "cause": details.get("cause")})
+    execution_input = json.loads(described["input"])
+    return {
+        "definition": json.loads(machine.definition), "input": execution_input, "path": path,
+        "parameters": parameters, "attempts": attempts, "status": described["status"],
+        "output": json.loads(described["output"]) if described.get("output") else None,
+        "error": described.get("error"), "cause": described.get("cause"),
+        "context": {"Execution": {"Id": execution_arn, "Input": execution_input, "Name": described["name"],
+                                  "StartTime": described["startDate"].isoformat()},
+                    "StateMachine": {"Id": machine.arn, "Name": machine.name},
+                    "State": {"EnteredTime": ENTERED_TIME, "Name": ""}},
+    }
+
+
+def second_interpreter(recordings: dict[str, dict[str, Any]],
+                       definitions: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Every recording run again on aws-local-stepfunctions, in one node process."""
+    cases = [{"name": name, "definition": (definitions or {}).get(name, r["definition"]), "input": r["input"],
+              "context": r["context"], "attempts": r["attempts"]} for name, r in recordings.items()]
+    result = subprocess.run(["node", str(REPLAY)], input=json.dumps({"cases": cases}), capture_output=True,
+                            text=True, timeout=120, cwd=REPLAY.parent)
+    assert result.returncode == 0, result.stderr
+    replies: dict[str, dict[str, Any]] = json.loads(result.stdout)
+    return replies
+
+
+def _timeless(value: Any) -> Any:
+    if isinstance(value, str):
+        return TIMESTAMP.sub("<time>", value)
+    if isinstance(value, dict):
+        return {k: _timeless(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_timeless(v) for v in value]
+    return value
+
+
+def differences(recorded: dict[str, Any], replayed: dict[str, Any]) -> list[str]:
+    found = []
+    if recorded["path"] != replayed["path"]:
+        found.append(f"path: local stack {recorded['path']}, second interpreter {replayed['path']}")
+    for state, sent in recorded["parameters"].items():
+        if _timeless(sent) != _timeless(replayed["inputs"].get(state)):
+            found.append(f"{state} parameters: local stack {sent}, second interpreter {replayed['inputs'].get(state)}")
+    if recorded["status"] != replayed["status"]:
+        found.append(f"status: local stack {recorded['status']}, second interpreter {replayed['status']}")
+    elif recorded["status"] == "SUCCEEDED" and _timeless(recorded["output"]) != _timeless(replayed["output"]):
+        found.append(f"output: local stack {recorded['output']}, second interpreter {replayed['output']}")
+    elif recorded["status"] == "FAILED" and (recorded["error"], recorded["cause"]) != (
+            replayed["error"], replayed["cause"]):
+        found.append(f"error: local stack {recorded['error']}/{recorded['cause']}, "
+                     f"second interpreter {replayed['error']}/{replayed['cause']}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def recordings(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, Any]]]:
+    recorded: dict[str, dict[str, Any]] = {}
+    for name, case in CASES.items():
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            recorded[name] = record(case(stack, monkeypatch))
+    table = tmp_path_factory.mktemp("credits") / "routing_table.json"
+    table.write_text(json.dumps(CREDITS_TABLE))
+    import boto3
+
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    credits = f"Credits-{uuid.uuid4().hex[:8]}"
+    ddb.create_table(TableName=credits, KeySchema=[{"AttributeName": "userId", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "userId", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
+    ddb.put_item(TableName=credits, Item={"userId": {"S": "rich-user"}, "balance": {"N": "42"}})
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("ROUTING_TABLE_PATH", str(table))
+        credits_stack = local_stack.deploy_unique(parameters={"CreditsTableName": credits})
+        try:
+            for name, case in CREDITS_CASES.items():
+                recorded[name] = record(case(credits_stack, monkeypatch))
+        finally:
+            local_stack.release(credits_stack)
+    yield recorded
+
+
+@pytest.fixture(scope="module")
+def replayed(recordings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return second_interpreter(recordings)
+
+
+@pytest.mark.parametrize("case", [*CASES, *CREDITS_CASES])
+def test_both_interpreters_agree(case: str, recordings: dict[str, Any], replayed: dict[str, Any]) -> None:
+    assert differences(recordings[case], replayed[case]) == []
+
+
+def test_every_task_state_and_ending_is_covered(recordings: dict[str, Any]) -> None:
+    """The paths between them enter every state of the workflow."""
+    states = set(json.loads(project.ASL.read_text())["States"])
+    entered = {state for r in recordings.values() for state in r["path"]}
+    assert states - entered == set()
+
+
+def test_a_changed_choice_is_caught(recordings: dict[str, Any]) -> None:
+    """The comparison can fail: swap RouteOrReject's branches in a copy and the routed job diverges."""
+    definition = json.loads(json.dumps(recordings["routed"]["definition"]))
+    route, reject = definition["States"]["RouteOrReject"]["Choices"]
+    route["Next"], reject["Next"] = reject["Next"], route["Next"]
+    [found] = [differences(recordings["routed"], replay) for replay in
+               second_interpreter({"routed": recordings["routed"]}, {"routed": definition}).values()]
+    assert any(line.startswith("path:") for line in found), found
