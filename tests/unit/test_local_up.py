@@ -50,6 +50,17 @@ def test_local_up_serves_real_clients_and_exits_0_on_sigterm() -> None:
         assert messages and messages[0]["MessageAttributes"]["jobId"]["StringValue"] == detail["jobId"]
         tap = sqs.receive_message(QueueUrl=ready["eventTapQueueUrl"], WaitTimeSeconds=2).get("Messages", [])
         assert tap and json.loads(tap[0]["Body"])["detail-type"] == "video.job.routed"
+        sqs.delete_message(QueueUrl=ready["eventTapQueueUrl"], ReceiptHandle=tap[0]["ReceiptHandle"])
+        # A jobId that cannot be a key ends the same way over HTTP as in process: rejected, announced.
+        boto3.client("events", **kwargs).put_events(Entries=[{
+            "Source": "frontend.api", "DetailType": "video.job.submitted",
+            "Detail": json.dumps({**detail, "jobId": "lone-\ud800"})}])
+        rejected: list = []  # type: ignore[type-arg]
+        while not rejected and time.monotonic() < deadline + 30:
+            rejected = sqs.receive_message(QueueUrl=ready["eventTapQueueUrl"], WaitTimeSeconds=1).get("Messages", [])
+        event = json.loads(rejected[0]["Body"])
+        assert (event["detail-type"], event["detail"]["reason"], event["detail"]["jobId"]) == (
+            "video.job.rejected", "invalid_job_id:not_unicode", None)
         item = boto3.client("dynamodb", **kwargs).get_item(TableName=outputs["JobsTableName"],
                                                            Key={"jobId": {"S": detail["jobId"]}})["Item"]
         assert item["status"]["S"] == "ROUTED"
