@@ -11,7 +11,6 @@ import json
 import re
 import shutil
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,8 +24,7 @@ from routing_manager.local import moto_adapters
 from routing_manager.local import stack as local_stack
 from routing_manager.local.stack import LocalStack
 from tests.reliability.faults import FAILED_ENTRY, Fault, error, inject
-from tests.workflow.conftest import job, submit
-from tests.workflow.test_paths import CREDITS_TABLE
+from tests.workflow.conftest import deploy_routing_on_credits, job, submit
 
 REPLAY = project.ROOT / "tools" / "asl" / "differential.js"
 INSTALLED = project.ROOT / "tools" / "asl" / "node_modules" / "aws-local-stepfunctions"
@@ -190,19 +188,8 @@ def recordings(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> I
     for name, case in CASES.items():
         with pytest.MonkeyPatch.context() as monkeypatch:
             recorded[name] = record(case(stack, monkeypatch))
-    table = tmp_path_factory.mktemp("credits") / "routing_table.json"
-    table.write_text(json.dumps(CREDITS_TABLE))
-    import boto3
-
-    ddb = boto3.client("dynamodb", region_name="us-east-1")
-    credits = f"Credits-{uuid.uuid4().hex[:8]}"
-    ddb.create_table(TableName=credits, KeySchema=[{"AttributeName": "userId", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "userId", "AttributeType": "S"}],
-                     BillingMode="PAY_PER_REQUEST")
-    ddb.put_item(TableName=credits, Item={"userId": {"S": "rich-user"}, "balance": {"N": "42"}})
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setenv("ROUTING_TABLE_PATH", str(table))
-        credits_stack = local_stack.deploy_unique(parameters={"CreditsTableName": credits})
+        credits_stack = deploy_routing_on_credits(tmp_path_factory.mktemp("credits"), monkeypatch)
         try:
             for name, case in CREDITS_CASES.items():
                 recorded[name] = record(case(credits_stack, monkeypatch))

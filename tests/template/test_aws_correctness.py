@@ -11,17 +11,7 @@ from typing import Any
 import pytest
 
 from routing_manager import aws_limits, project
-from routing_manager.local.stack import load_template, translate
-
-
-@pytest.fixture(scope="module")
-def sam() -> dict[str, Any]:
-    return load_template()
-
-
-@pytest.fixture(scope="module")
-def translated() -> dict[str, Any]:
-    return translate()
+from routing_manager.local.stack import translate
 
 
 @pytest.fixture(scope="module")

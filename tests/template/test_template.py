@@ -12,20 +12,10 @@ from typing import Any
 import pytest
 
 from routing_manager import project
-from routing_manager.local.stack import load_template, translate
+from routing_manager.local.stack import translate
 
 SAM_BIN = project.ROOT / ".venv-tools" / "sam" / "bin"
 TOOLS_REASON = "linters live in .venv-tools (run `make setup`); `make test` always installs them"
-
-
-@pytest.fixture(scope="module")
-def sam() -> dict[str, Any]:
-    return load_template()
-
-
-@pytest.fixture(scope="module")
-def translated() -> dict[str, Any]:
-    return translate()
 
 
 def _with_suppressions(sam: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:

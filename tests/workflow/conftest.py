@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,3 +60,40 @@ def events_for(stack: LocalStack, job_id: Any) -> list[dict[str, Any]]:
 
 def body(message: dict[str, Any]) -> Any:
     return json.loads(message["Body"])
+
+
+# A routing table that routes on the credit balance (the shipped one does not): funded users go to
+# Replicate, the rest by the MVP rule.
+CREDITS_TABLE = {
+    "version": 1,
+    "providers": {
+        "fal": {"queue": "FalJobQueue", "queueUrlEnv": "FAL_QUEUE_URL", "defaultModel": "wan-i2v",
+                "limits": {"maxLengthSec": 10, "resolutions": ["720p"], "audio": False}},
+        "replicate": {"queue": "ReplicateJobQueue", "queueUrlEnv": "REPLICATE_QUEUE_URL",
+                      "defaultModel": "minimax/video-01", "limits": {"maxLengthSec": 300}},
+    },
+    "rules": [{"name": "funded-to-replicate", "when": {"minCredits": 5}, "route": {"provider": "replicate"}},
+              {"name": "short-720p-to-fal", "when": {"lengthSec": {"max": 10}, "resolution": ["720p"]},
+               "route": {"provider": "fal"}}],
+}
+
+
+def credits_table() -> str:
+    """A Credits table in the mocked account where `rich-user` holds 42."""
+    import boto3
+
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    name = f"Credits-{uuid.uuid4().hex[:8]}"
+    ddb.create_table(TableName=name, KeySchema=[{"AttributeName": "userId", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "userId", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
+    ddb.put_item(TableName=name, Item={"userId": {"S": "rich-user"}, "balance": {"N": "42"}})
+    return name
+
+
+def deploy_routing_on_credits(folder: Path, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
+    """A stack of its own whose rules Lambda loads CREDITS_TABLE, with a Credits table configured."""
+    table = folder / "routing_table.json"
+    table.write_text(json.dumps(CREDITS_TABLE))
+    monkeypatch.setenv("ROUTING_TABLE_PATH", str(table))
+    return local_stack.deploy_unique(parameters={"CreditsTableName": credits_table()})

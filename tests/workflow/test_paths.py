@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -12,7 +10,15 @@ from routing_core.contract import JobRecord
 
 from routing_manager import project
 from routing_manager.local.stack import LocalStack
-from tests.workflow.conftest import body, events_for, job, messages_for, submit
+from tests.workflow.conftest import (
+    body,
+    credits_table,
+    deploy_routing_on_credits,
+    events_for,
+    job,
+    messages_for,
+    submit,
+)
 
 DECIDED = ["CheckJobId", "DecideRoute", "CheckDecision"]
 ROUTED_PATH = [*DECIDED, "ClaimJob", "RouteOrReject", "EnqueueJob", "MarkRouted", "EmitRouted"]
@@ -203,42 +209,14 @@ def test_put_events_failing_keeps_the_record_and_fails_the_execution(
     assert len(messages_for(fresh_stack, "FalJobQueueUrl", detail["jobId"])) == 1
 
 
-CREDITS_TABLE = {
-    "version": 1,
-    "providers": {
-        "fal": {"queue": "FalJobQueue", "queueUrlEnv": "FAL_QUEUE_URL", "defaultModel": "wan-i2v",
-                "limits": {"maxLengthSec": 10, "resolutions": ["720p"], "audio": False}},
-        "replicate": {"queue": "ReplicateJobQueue", "queueUrlEnv": "REPLICATE_QUEUE_URL",
-                      "defaultModel": "minimax/video-01", "limits": {"maxLengthSec": 300}},
-    },
-    "rules": [{"name": "funded-to-replicate", "when": {"minCredits": 5}, "route": {"provider": "replicate"}},
-              {"name": "short-720p-to-fal", "when": {"lengthSec": {"max": 10}, "resolution": ["720p"]},
-               "route": {"provider": "fal"}}],
-}
 CREDITS_PATH = [*DECIDED, "ReadCredits", "CheckCreditBalance"]
 
 
-@pytest.fixture
-def credits_table(aws: None) -> str:
-    import boto3
-
-    ddb = boto3.client("dynamodb", region_name="us-east-1")
-    name = f"Credits-{uuid.uuid4().hex[:8]}"
-    ddb.create_table(TableName=name, KeySchema=[{"AttributeName": "userId", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "userId", "AttributeType": "S"}],
-                     BillingMode="PAY_PER_REQUEST")
-    ddb.put_item(TableName=name, Item={"userId": {"S": "rich-user"}, "balance": {"N": "42"}})
-    return name
-
-
-def test_credit_balance_is_read_only_when_a_rule_needs_it(credits_table: str, tmp_path: Path,
+def test_credit_balance_is_read_only_when_a_rule_needs_it(aws: None, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from routing_manager.local import stack as local_stack
 
-    table = tmp_path / "routing_table.json"
-    table.write_text(json.dumps(CREDITS_TABLE))
-    monkeypatch.setenv("ROUTING_TABLE_PATH", str(table))
-    s = local_stack.deploy_unique(parameters={"CreditsTableName": credits_table})
+    s = deploy_routing_on_credits(tmp_path, monkeypatch)
     try:
         [rich] = submit(s, job(userId="rich-user"))
         assert (rich.status, rich.provider) == ("ROUTED", "replicate")
@@ -252,10 +230,10 @@ def test_credit_balance_is_read_only_when_a_rule_needs_it(credits_table: str, tm
         local_stack.release(s)
 
 
-def test_no_credits_read_when_no_rule_needs_them(credits_table: str) -> None:
+def test_no_credits_read_when_no_rule_needs_them(aws: None) -> None:
     from routing_manager.local import stack as local_stack
 
-    s = local_stack.deploy_unique(parameters={"CreditsTableName": credits_table})
+    s = local_stack.deploy_unique(parameters={"CreditsTableName": credits_table()})
     try:
         [result] = submit(s, job(userId="rich-user"))
         assert result.path == ROUTED_PATH  # the shipped table routes on no balance: no read, no second call
