@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -158,53 +161,91 @@ RegionOpt = Annotated[str | None, typer.Option(help="AWS region.")]
 EndpointOpt = Annotated[str | None, typer.Option(help="Endpoint URL, e.g. the local stack's.")]
 
 
-@app.command()
+class _Unreachable:
+    """Stands in for a client that could not be made (no region, no credentials): every call fails
+    the same way, so publish still validates and reports each job."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def put_events(self, **_: Any) -> Any:
+        raise self.error
+
+
+def _printable(text: Any) -> str:
+    """Control characters from job fields shown escaped, never written raw to the terminal."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), str(text))
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+@app.command(epilog="Exit codes: 0 all sent; 1 a job could not be sent (AWS unreachable, throttled for good); "
+                    "2 a job or file was invalid (the valid ones are still sent).")
 def publish(
-    paths: Annotated[list[str], typer.Argument(help="Event files, folders, or - for JSON on stdin.")],
+    paths: Annotated[list[str], typer.Argument(help="Event files, folders, or - for stdin.", metavar="PATH...")],
     event_bus: Annotated[str | None, typer.Option(help="Event bus (default: the account's default bus).")] = None,
     profile: ProfileOpt = None,
     region: RegionOpt = None,
     endpoint_url: EndpointOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON result per job per line.")] = False,
 ) -> None:
-    """Validate jobs against the contract and publish them as video.job.submitted events."""
+    """Validate jobs against the contract and publish them as video.job.submitted events.
+
+    Each file (or stdin) holds one job, a JSON list of jobs, or JSON Lines (one job per line), as a
+    bare detail, an EventBridge envelope or PutEvents entries; UTF-8, with or without a byte order mark.
+    Each job is reported sent, invalid or not sent, then a summary line.
+    """
+    from botocore.exceptions import BotoCoreError
     from rich.progress import Progress
 
-    from routing_manager.events import parse_events
-    from routing_manager.publish import publish_jobs
+    from routing_manager.events import parse_events, skipped_in
+    from routing_manager.publish import publish_jobs, validation_error
 
-    try:
-        events = []
-        for raw in paths:
+    events, bad_files = [], 0
+    for raw in paths:
+        try:
             if raw == "-":
                 events.extend(parse_events(sys.stdin.read(), "<stdin>"))
-            else:
-                for path in expand_paths([Path(raw)]):
+                continue
+            for skipped, why in skipped_in(Path(raw)) if Path(raw).is_dir() else []:
+                err.print(f"skipped {_printable(skipped)}: {why}", markup=False, highlight=False)
+            for path in expand_paths([Path(raw)]):
+                try:
                     events.extend(read_events(path))
-        client = _aws_client("events", profile, region, endpoint_url)
-    except EventFileError as exc:
-        raise fail(str(exc)) from None
+                except EventFileError as exc:  # one bad file does not stop the others
+                    bad_files += 1
+                    err.print(f"error: {_printable(exc)}", markup=False, highlight=False)
+        except EventFileError as exc:
+            bad_files += 1
+            err.print(f"error: {_printable(exc)}", markup=False, highlight=False)
+    try:
+        client: Any = _aws_client("events", profile, region, endpoint_url)
+    except BotoCoreError as exc:
+        client = _Unreachable(exc)
     details = [e.detail for e in events]
-    origins = [e.origin for e in events]
-    with Progress(console=err, transient=True, disable=len(details) < 20) as progress:
-        task = progress.add_task("publishing", total=len(details))
-        results = publish_jobs(details, client, event_bus=event_bus, origins=origins,
+    valid = sum(1 for d in details if validation_error(d) is None)
+    with Progress(console=err, transient=True, disable=valid < 20) as progress:
+        task = progress.add_task("publishing", total=valid)
+        results = publish_jobs(details, client, event_bus=event_bus, origins=[e.origin for e in events],
                                on_progress=lambda n: progress.advance(task, n))
     for r in results:
         if as_json:
             out.print(json.dumps({"origin": r.origin, "jobId": r.jobId, "eventId": r.eventId, "error": r.error}),
                       markup=False, highlight=False)
         elif r.ok:
-            out.print(f"sent {r.origin} jobId={r.jobId} eventId={r.eventId}", markup=False, highlight=False)
+            out.print(f"sent {_printable(r.origin)} jobId={_printable(r.jobId)} eventId={r.eventId}", markup=False,
+                      highlight=False)
         else:
-            err.print(f"error: {r.origin}: {r.error}", markup=False, highlight=False)
+            err.print(f"error: {_printable(r.origin)}: {_printable(r.error)}", markup=False, highlight=False)
     invalid = sum(1 for r in results if r.error and r.error.startswith(("invalid job", "too large")))
     unsent = sum(1 for r in results if not r.ok) - invalid
-    err.print(f"{sum(r.ok for r in results)} sent, {invalid} invalid, {unsent} failed", highlight=False)
-    if invalid:
-        raise typer.Exit(EXIT_BAD_INPUT)
+    files = f", {bad_files} file{'s' * (bad_files != 1)} unreadable" if bad_files else ""
+    err.print(f"{sum(r.ok for r in results)} sent, {invalid} invalid, {unsent} not sent{files}", highlight=False)
     if unsent:
         raise typer.Exit(EXIT_FAILED)
+    if invalid or bad_files:
+        raise typer.Exit(EXIT_BAD_INPUT)
 
 
 # --- replay -------------------------------------------------------------------------------
@@ -241,14 +282,40 @@ def stack_outputs(stack_name: str, profile: str | None, region: str | None, endp
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
-@app.command()
+EXPRESS_LIMIT = timedelta(minutes=5)
+
+
+@contextlib.contextmanager
+def _aws_errors() -> Iterator[None]:
+    """An AWS that cannot be reached, or refuses, is one line and exit 1: never a traceback."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+    try:
+        yield
+    except NoCredentialsError:
+        raise fail("no AWS credentials: set AWS_PROFILE (or --profile) or the AWS_ACCESS_KEY_ID variables",
+                   EXIT_FAILED) from None
+    except NoRegionError:
+        raise fail("no AWS region: pass --region or set AWS_REGION", EXIT_FAILED) from None
+    except BotoCoreError as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise fail(f"{error.get('Code', 'error')}: {error.get('Message', exc)}", EXIT_FAILED) from None
+
+
+@app.command(epilog="Exit codes: 0 listed or replayed; 1 AWS unreachable or refused; 2 bad options.")
 def replay(
-    stack: Annotated[str, typer.Option(help="The deployed stack (its outputs name table, queues, bus).")] = (
-        "routing-manager"),
+    stack: Annotated[str | None, typer.Option(help="The deployed stack (its outputs name table, queues, bus). "
+                                                   "Default: routing-manager, or the local stack's name "
+                                                   "with --endpoint-url.")] = None,
     job_id: Annotated[list[str] | None, typer.Option("--job-id", help="Only these jobs (repeatable).")] = None,
     since: Annotated[str | None, typer.Option(help="Only failures since: ISO time or a duration (2h).")] = None,
     reason: Annotated[str | None, typer.Option(help="Only reasons starting with this (queue_error).")] = None,
-    stale_after: Annotated[str, typer.Option(help="A claim older than this is stale (EXPRESS runs <= 5m).")] = "15m",
+    stale_after: Annotated[str, typer.Option(help="A claim older than this is stale; at least 5m, the EXPRESS "
+                                                  "limit, unless --force.")] = "15m",
+    force: Annotated[bool, typer.Option("--force", help="Allow --stale-after under 5m (it may release a claim "
+                                                         "a running execution still holds).")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Replay them. Without it: list only (dry run).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per job per line.")] = False,
     profile: ProfileOpt = None,
@@ -257,34 +324,45 @@ def replay(
 ) -> None:
     """List failed jobs and stale claims; with --yes, re-submit them (never enqueued twice)."""
     from routing_manager import replay as replaying
+    from routing_manager.local.stack import STACK_NAME as LOCAL_STACK_NAME
 
     stale = _duration(stale_after)
+    if stale < EXPRESS_LIMIT and not force:
+        raise fail(f"--stale-after {stale_after} is under the 5-minute EXPRESS limit: a running execution may still "
+                   "hold such a claim (add --force to release it anyway)")
     since_time = _since(since)
-    outputs = stack_outputs(stack, profile, region, endpoint_url)
-    ddb, sqs, events = (_aws_client(s, profile, region, endpoint_url) for s in ("dynamodb", "sqs", "events"))
-    table = outputs["JobsTableName"]
-    found = replaying.find(ddb, sqs, table, outputs.get("RoutingFailureQueueUrl"), outputs.get("SubmittedEventsDLQUrl"),
-                           stale)
-    chosen = replaying.select(found, job_id, since_time, reason)
-    try:
-        done = replaying.replay(chosen, ddb, sqs, events, table, outputs.get("EventBusName"), yes)
-    finally:
-        replaying.release(sqs, found)
+    stack = stack or (LOCAL_STACK_NAME if endpoint_url else "routing-manager")
+    with _aws_errors():
+        outputs = stack_outputs(stack, profile, region, endpoint_url)
+        ddb, sqs, events = (_aws_client(s, profile, region, endpoint_url) for s in ("dynamodb", "sqs", "events"))
+        table = outputs["JobsTableName"]
+        found: list[Any] = []
+        try:
+            found = replaying.find(ddb, sqs, table, outputs.get("RoutingFailureQueueUrl"),
+                                   outputs.get("SubmittedEventsDLQUrl"), stale)
+            done = replaying.replay(replaying.select(found, job_id, since_time, reason), ddb, sqs, events, table,
+                                    outputs.get("EventBusName"), yes)
+        finally:
+            replaying.release(sqs, found)
+    if not done:
+        err.print("nothing to replay", highlight=False)
+        return
     if as_json:
         for c in done:
             out.print(json.dumps({"jobId": c.jobId, "source": c.source, "reason": c.reason,
                                   "since": c.since.isoformat() if c.since else None, "action": c.action}),
                       markup=False, highlight=False)
     else:
-        table_view = Table(title=f"replay {'(dry run)' if not yes else ''}", title_justify="left")
+        table_view = Table(title="replay" if yes else "replay (dry run)", title_justify="left")
         for column in ("jobId", "source", "reason", "since", "action"):
             table_view.add_column(column, overflow="fold")
         for c in done:
-            table_view.add_row(str(c.jobId), c.source, c.reason, c.since.isoformat() if c.since else "-", c.action)
+            table_view.add_row(_printable(c.jobId), c.source, _printable(c.reason),
+                               c.since.isoformat() if c.since else "-", _printable(c.action))
         out.print(table_view)
     actionable = sum(1 for c in done if c.actionable)
     if not yes and actionable:
-        err.print(f"{actionable} jobs to replay: run again with --yes", highlight=False)
+        err.print(f"{actionable} job{'s' * (actionable != 1)} to replay: run again with --yes", highlight=False)
 
 
 # --- graph --------------------------------------------------------------------------------
@@ -331,8 +409,6 @@ def local_run(
                                                                     "(.svg, .png or .mmd).")] = None,
 ) -> None:
     """Deploy the stack in process, publish each event through EventBridge, report each job."""
-    import contextlib
-
     from routing_manager.local import runner, stack
 
     try:
@@ -390,16 +466,23 @@ def _print_results(results: list[Any], totals: tuple[Any, Any]) -> None:
     out.print(summary)
 
 
-@local_app.command("up")
+@local_app.command("up", epilog="Exit codes: 0 stopped by SIGINT or SIGTERM; 2 the address cannot be used.")
 def local_up(
-    port: Annotated[int, typer.Option(help="Port of the local AWS endpoint.")] = 5000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the local AWS endpoint; 0 picks a free "
+                                                             "one (the ready line says which).")] = 5000,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Serve the local stack over HTTP for real clients (boto3, aws --endpoint-url)."""
-    import contextlib
+    import socket
 
     from routing_manager.local import server
 
+    try:  # moto's server binds in a thread of its own and would only print the failure: check first
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))
+            port = probe.getsockname()[1]
+    except (OSError, OverflowError) as exc:
+        raise fail(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
     ready = sys.stdout
     # stdout carries exactly one line, the ready line; the rules Lambda's logs go to stderr.
     with contextlib.redirect_stdout(sys.stderr):

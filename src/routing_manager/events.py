@@ -54,9 +54,13 @@ def _from_object(obj: Any, origin: str) -> SubmittedEvent:
 
 
 def parse_events(text: str, origin: str) -> list[SubmittedEvent]:
+    """One JSON value (an event, or a list of them), or JSON Lines: one event per line."""
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte order mark, as some editors write
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # more than one value: JSON Lines
+            return _json_lines(text, origin)
         raise EventFileError(f"{origin}: not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
     if isinstance(data, list):
         if not data:
@@ -65,13 +69,36 @@ def parse_events(text: str, origin: str) -> list[SubmittedEvent]:
     return [_from_object(data, origin)]
 
 
+def _json_lines(text: str, origin: str) -> list[SubmittedEvent]:
+    events = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            events.append(_from_object(json.loads(line), f"{origin}:{number}"))
+        except json.JSONDecodeError as exc:
+            raise EventFileError(f"{origin}: line {number} is not JSON: {exc.msg} (column {exc.colno})") from None
+    return events
+
+
 def read_events(path: Path) -> list[SubmittedEvent]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise EventFileError(f"{path}: cannot read: {reason}") from None
     return parse_events(text, str(path))
+
+
+def skipped_in(folder: Path) -> list[tuple[Path, str]]:
+    """The *.json entries of a folder that expand_paths leaves out, and why."""
+    skipped = []
+    for path in sorted(folder.glob("*.json")):
+        if path.is_symlink() and not path.exists():
+            skipped.append((path, "a broken link"))
+        elif not path.is_file():
+            skipped.append((path, "not a file"))
+    return skipped
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:

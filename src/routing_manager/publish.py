@@ -82,8 +82,10 @@ def publish_jobs(jobs: Iterable[Any], client: Any, event_bus: str | None = None,
                  base_delay: float = 0.2, origins: Iterable[str] | None = None,
                  on_progress: Callable[[int], None] | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> list[Published]:
-    """Validate, batch and send; returns one result per job, in order."""
-    from botocore.exceptions import ClientError
+    """Validate, batch and send; returns one result per job, in order. When AWS cannot be reached (no
+    endpoint, no credentials, no region), the batches already sent keep their event ids and every job
+    not sent says why: nothing is left unreported."""
+    from botocore.exceptions import BotoCoreError, ClientError
 
     jobs = list(jobs)
     names = list(origins) if origins is not None else [f"job[{i}]" for i in range(len(jobs))]
@@ -104,13 +106,21 @@ def publish_jobs(jobs: Iterable[Any], client: Any, event_bus: str | None = None,
             continue
         pending.append((result, entry))
 
+    unreachable: str | None = None
     for batch in _batches(pending):
         attempt = 0
         while batch:
             attempt += 1
+            if unreachable is not None:
+                for result, _ in batch:
+                    result.error = unreachable
+                break
             try:
                 response = client.put_events(Entries=[entry for _, entry in batch])
                 answers = response["Entries"]
+            except BotoCoreError as exc:  # no answer at all: nothing further can go out either
+                unreachable = f"not sent: {exc}"
+                continue
             except ClientError as exc:
                 code = exc.response["Error"]["Code"]
                 if code not in RETRYABLE_CALL_ERRORS or attempt >= max_attempts:

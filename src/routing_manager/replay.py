@@ -31,6 +31,7 @@ class Candidate:
     status: str | None = None  # the record's status when the candidate came from a queue
     messages: list[tuple[str, str]] = field(default_factory=list)  # (queue URL, receipt handle)
     action: str = ""
+    problem: str | None = None  # why what was stored cannot be replayed
 
     @property
     def actionable(self) -> bool:
@@ -90,44 +91,73 @@ def find(ddb: Any, sqs: Any, table: str, failure_queue: str | None, dlq: str | N
     others: list[Candidate] = []
     records = {r["jobId"]: r for r in _records(ddb, table)}
     for job_id, record in records.items():
-        event = {"detail": json.loads(record["submittedDetail"])} if record.get("submittedDetail") else None
+        event, problem = _stored_event(record)
         if record["status"] == "FAILED":
             by_job[job_id] = Candidate(job_id, "record", record.get("failureReason", "?"),
-                                       _time(record.get("failedAt")), event, status="FAILED")
+                                       _time(record.get("failedAt")), event, status="FAILED", problem=problem)
         elif (claimed := _time(record.get("claimedAt"))) and now - claimed > stale_after:
             by_job[job_id] = Candidate(job_id, "stale-claim", STALE_CLAIM_REASON, claimed, event,
-                                       claimedBy=record.get("claimedBy"), status="CLAIMED")
+                                       claimedBy=record.get("claimedBy"), status="CLAIMED", problem=problem)
 
-    queues = [(failure_queue, "failure-queue"), (dlq, "dlq")]
-    for url, source in queues:
-        if not url:
-            continue
-        for message in _drain(sqs, url, visibility):
-            body = json.loads(message["Body"])
-            if source == "failure-queue":
-                event, reason = body.get("event"), body.get("reason", "?")
-            else:  # EventBridge dead-letters the event itself; the error is an attribute
-                event = body
-                attrs = message.get("MessageAttributes", {})
-                error = attrs.get("ERROR_CODE") or attrs.get("ERROR_MESSAGE") or {}
-                reason = "undelivered:" + error.get("StringValue", "?")
-            job_id = _detail_job_id(event)
-            receipt = (url, message["ReceiptHandle"])
-            if job_id and job_id in by_job:
-                by_job[job_id].messages.append(receipt)
-                continue
-            status = None
-            if job_id:
-                item = ddb.get_item(TableName=table, Key={"jobId": {"S": job_id}}, ConsistentRead=True,
-                                    ProjectionExpression="#s", ExpressionAttributeNames={"#s": "status"}).get("Item")
-                status = item["status"]["S"] if item and "status" in item else None
-            candidate = Candidate(job_id, source, reason, _time(event.get("time")) if isinstance(event, dict) else None,
-                                  event if isinstance(event, dict) else None, status=status, messages=[receipt])
-            if job_id:
-                by_job[job_id] = candidate
-            else:
-                others.append(candidate)
+    drained: list[tuple[str, str]] = []
+    try:
+        for url, source in [(failure_queue, "failure-queue"), (dlq, "dlq")]:
+            for message in _drain(sqs, url, visibility) if url else []:
+                drained.append((url, message["ReceiptHandle"]))  # type: ignore[arg-type]
+                _add_message(by_job, others, ddb, table, url, source, message)  # type: ignore[arg-type]
+    except BaseException:  # nothing read stays hidden for the visibility timeout
+        _make_visible(sqs, drained)
+        raise
     return sorted([*by_job.values(), *others], key=lambda c: (c.since or now, c.jobId or ""))
+
+
+def _stored_event(record: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    if not record.get("submittedDetail"):
+        return None, "no submitted detail stored with the record"
+    try:
+        return {"detail": json.loads(record["submittedDetail"])}, None
+    except ValueError:
+        return None, "the stored submittedDetail is not JSON"
+
+
+def _add_message(by_job: dict[str, Candidate], others: list[Candidate], ddb: Any, table: str, url: str,
+                 source: str, message: dict[str, Any]) -> None:
+    attrs = message.get("MessageAttributes", {})
+    receipt = (url, message["ReceiptHandle"])
+    try:
+        body = json.loads(message["Body"])
+    except ValueError:
+        job_id = attrs.get("jobId", {}).get("StringValue")
+        others.append(Candidate(job_id, source, "unreadable", None, None, messages=[receipt],
+                                problem="the message body is not JSON"))
+        return
+    if source == "failure-queue" and isinstance(body, dict):
+        event, reason = body.get("event"), str(body.get("reason", "?"))
+    else:  # EventBridge dead-letters the event itself; the error is an attribute
+        event = body
+        error = attrs.get("ERROR_CODE") or attrs.get("ERROR_MESSAGE") or {}
+        reason = "undelivered:" + error.get("StringValue", "?")
+    job_id = _detail_job_id(event) or attrs.get("jobId", {}).get("StringValue")
+    if job_id and job_id in by_job:
+        known = by_job[job_id]
+        known.messages.append(receipt)
+        if known.event is None and isinstance(event, dict) and isinstance(event.get("detail"), dict):
+            # e.g. the rules Lambda failed before the claim kept the detail: the queue has it
+            known.event, known.problem = event, None
+        return
+    status = None
+    if job_id:
+        item = ddb.get_item(TableName=table, Key={"jobId": {"S": job_id}}, ConsistentRead=True,
+                            ProjectionExpression="#s", ExpressionAttributeNames={"#s": "status"}).get("Item")
+        status = item["status"]["S"] if item and "status" in item else None
+    readable = isinstance(event, dict) and isinstance(event.get("detail"), dict)
+    candidate = Candidate(job_id, source, reason, _time(event.get("time")) if isinstance(event, dict) else None,
+                          event if readable else None, status=status, messages=[receipt],
+                          problem=None if readable else "the message holds no event detail")
+    if job_id:
+        by_job[job_id] = candidate
+    else:
+        others.append(candidate)
 
 
 def select(candidates: list[Candidate], job_ids: list[str] | None = None, since: datetime | None = None,
@@ -154,7 +184,7 @@ def replay(candidates: list[Candidate], ddb: Any, sqs: Any, events: Any, table: 
             c.action = f"already {c.status.lower()}: " + ("message removed" if yes else "skip")
             continue
         if c.event is None:
-            c.action = "no event stored: cannot replay"
+            c.action = f"not replayable: {c.problem or 'no event stored'}" + (" (message kept)" if c.messages else "")
             continue
         if (refused := _over_contract_limits(c.event)) is not None:
             c.action = f"not replayable: {refused} (over the contract's limits, it can only be rejected; messages kept)"
@@ -210,6 +240,13 @@ def release(sqs: Any, candidates: list[Candidate]) -> None:
     """Make every message replay read but did not consume visible again at once, so a dry run
     or a filtered replay hides nothing from the next run."""
     for c in candidates:
-        for url, receipt in c.messages:
-            sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=0)
+        _make_visible(sqs, c.messages)
         c.messages.clear()
+
+
+def _make_visible(sqs: Any, messages: list[tuple[str, str]]) -> None:
+    for url, receipt in messages:
+        try:
+            sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=0)
+        except Exception:  # noqa: BLE001  best effort: it comes back after its visibility timeout anyway
+            continue

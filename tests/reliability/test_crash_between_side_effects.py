@@ -34,7 +34,7 @@ def crash_then_replay(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, arm: A
     monkeypatch.undo()  # the fault is gone; the service is back
     monkeypatch.setattr("routing_manager.cli._aws_client", lambda service, *a: stack.client(service))
     before = execution_arns(stack)
-    result = CliRunner().invoke(app, ["replay", "--stack", stack.name, "--yes", "--stale-after", "0s",
+    result = CliRunner().invoke(app, ["replay", "--stack", stack.name, "--yes", "--stale-after", "0s", "--force",
                                       "--job-id", detail["jobId"], "--json"])
     assert result.exit_code == 0, result.output
     if "replayed" in result.stdout:

@@ -67,3 +67,40 @@ def test_local_up_serves_real_clients_and_exits_0_on_sigterm() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+
+
+def _up(*args: str) -> subprocess.CompletedProcess[str]:
+    cli = Path(sys.executable).parent / "routing-manager"
+    return subprocess.run([str(cli), "local", "up", *args], capture_output=True, text=True, timeout=60,
+                          cwd=project.ROOT)
+
+
+def test_local_up_refuses_an_address_it_cannot_use_in_one_line() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        result = _up("--port", str(taken))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: cannot listen on 127.0.0.1:{taken}: Address already in use"
+    unreachable = _up("--host", "192.0.2.1", "--port", "0")  # TEST-NET-1: not an address of this machine
+    assert unreachable.returncode == 2 and "cannot listen on 192.0.2.1:0" in unreachable.stderr
+    for bad in ("-1", "70000"):
+        refused = _up("--port", bad)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr and "--port" in refused.stderr
+
+
+def test_local_up_port_0_picks_a_free_port_and_says_which() -> None:
+    cli = Path(sys.executable).parent / "routing-manager"
+    proc = subprocess.Popen([str(cli), "local", "up", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, cwd=project.ROOT)
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        port = int(ready["endpoint"].rsplit(":", 1)[1])
+        assert port > 0
+        boto3.client("sqs", endpoint_url=ready["endpoint"], region_name="us-east-1", aws_access_key_id="testing",
+                     aws_secret_access_key="testing").list_queues()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0

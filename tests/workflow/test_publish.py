@@ -94,7 +94,7 @@ def test_cli_publishes_files_and_stdin(stack: LocalStack, tmp_path: Path, monkey
     assert lines[0]["eventId"] and lines[0]["error"] is None
     assert lines[1]["eventId"] is None
     assert lines[1]["error"] == "invalid job: lengthSec: invalid_length:must_be_1-300_seconds"
-    assert "1 sent, 1 invalid, 0 failed" in result.stderr
+    assert "1 sent, 1 invalid, 0 not sent" in result.stderr
     piped = CliRunner().invoke(app, ["publish", "-", *bus], input=json.dumps([job(), job()]))
     assert piped.exit_code == 0 and piped.stdout.count("sent <stdin>") == 2
     assert len(wait_for_executions(stack, 3, already=before)) == 3
