@@ -13,13 +13,31 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table
 
 from routing_manager import project
 from routing_manager.events import EventFileError, expand_paths, read_events
 
-app = typer.Typer(help="Routing Manager operator tooling.", no_args_is_help=True, add_completion=False)
+
+# Help as click and the AWS CLI write it: a flag shows no type (typer prints <bool>), an argument its
+# name and its help (typer adds <list[str]>), and the usage line NAME / [NAME]... (typer: {name}).
+def _option_type(self: Any, ctx: Any) -> str | None:
+    return None if self.is_flag else self.metavar or typer.core._TyperParameter.display_type_rich(self, ctx)
+
+
+def _usage_name(self: Any) -> str:
+    name = self.display_name_raw.upper()
+    return (name if self.required else f"[{name}]") + ("..." if self.nargs != 1 and "..." not in name else "")
+
+
+typer.core.TyperOption.display_type_rich = _option_type  # type: ignore[method-assign]
+typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+typer.core.TyperArgument._usage_display_name = _usage_name  # type: ignore[method-assign]
+
+app = typer.Typer(help="Routing Manager operator tooling.", no_args_is_help=True, add_completion=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
 local_app = typer.Typer(help="The local stack: template.yaml deployed into moto, run in this process.",
                         no_args_is_help=True)
 table_app = typer.Typer(help="The routing table (functions/rules/routing_table.json).", no_args_is_help=True)
@@ -32,6 +50,22 @@ err = Console(stderr=True, soft_wrap=True)
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
+
+
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import version
+
+        out.print(f"routing-manager {version('routing-manager')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Routing Manager operator tooling."""
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
@@ -56,7 +90,8 @@ def _explain_engine() -> Any:
 
 @app.command()
 def explain(
-    event_file: Annotated[Path, typer.Argument(help="A submitted event: PutEvents entries, envelope or bare detail.")],
+    event_file: Annotated[Path, typer.Argument(help="A submitted event: PutEvents entries, envelope or bare detail.",
+                                               metavar="EVENT_FILE")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as one JSON line per event.")] = False,
 ) -> None:
     """Dry-run the routing decision for a submitted event, as the deployed function decides."""
@@ -134,7 +169,7 @@ def table_lock(
 
 
 @table_app.command("validate")
-def table_validate(path: Annotated[Path, typer.Argument(help="A routing table JSON file.")]) -> None:
+def table_validate(path: Annotated[Path, typer.Argument(help="A routing table JSON file.", metavar="FILE")]) -> None:
     """Validate a routing table file; errors name each bad entry."""
     from routing_core.table import RoutingTableError, validate_table
 
@@ -192,8 +227,10 @@ def publish(
 ) -> None:
     """Validate jobs against the contract and publish them as video.job.submitted events.
 
-    Each file (or stdin) holds one job, a JSON list of jobs, or JSON Lines (one job per line), as a
-    bare detail, an EventBridge envelope or PutEvents entries; UTF-8, with or without a byte order mark.
+    A file (or stdin) holds a job, a JSON list of jobs, or JSON Lines (one job per line); UTF-8, BOM or not.
+
+    A job is a bare detail, an EventBridge envelope or a PutEvents entry.
+
     Each job is reported sent, invalid or not sent, then a summary line.
     """
     from botocore.exceptions import BotoCoreError
@@ -309,7 +346,8 @@ def replay(
     stack: Annotated[str | None, typer.Option(help="The deployed stack (its outputs name table, queues, bus). "
                                                    "Default: routing-manager, or the local stack's name "
                                                    "with --endpoint-url.")] = None,
-    job_id: Annotated[list[str] | None, typer.Option("--job-id", help="Only these jobs (repeatable).")] = None,
+    job_id: Annotated[list[str] | None, typer.Option("--job-id", metavar="ID",
+                                                     help="Only these jobs (repeatable).")] = None,
     since: Annotated[str | None, typer.Option(help="Only failures since: ISO time or a duration (2h).")] = None,
     reason: Annotated[str | None, typer.Option(help="Only reasons starting with this (queue_error).")] = None,
     stale_after: Annotated[str, typer.Option(help="A claim older than this is stale; at least 5m, the EXPRESS "
@@ -400,7 +438,8 @@ def graph(
 
 @local_app.command("run")
 def local_run(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Event files or folders (default: events/).")] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(help="Event files or folders (default: events/).",
+                                                       metavar="PATH...")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per job per line.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the executions.")] = 60.0,
     lambda_log: Annotated[Path, typer.Option(help="Where the rules Lambda's log lines go.")] = Path(

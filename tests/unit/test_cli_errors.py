@@ -1,0 +1,91 @@
+"""Every AWS-facing command as an operator meets it at 3 a.m.: an endpoint that refuses, no
+credentials, no region. One line, an exit code a script can use, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from routing_manager import project
+
+CLI = Path(sys.executable).parent / "routing-manager"
+
+
+def _closed_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"  # closed once the socket is
+
+
+def run(args: list[str], tmp_path: Path, credentials: bool = True, stdin: str | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"HOME": str(tmp_path), "AWS_CONFIG_FILE": str(tmp_path / "none"),
+                "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_EC2_METADATA_DISABLED": "true",
+                "AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "standard"})
+    if credentials:
+        env.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_DEFAULT_REGION": "us-east-1"})
+    return subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=120, env=env, input=stdin,
+                          cwd=project.ROOT)
+
+
+def jobs_file(tmp_path: Path) -> Path:
+    path = tmp_path / "jobs.jsonl"
+    valid = {"jobId": "j-1", "userId": "u", "prompt": "p", "lengthSec": 8, "resolution": "720p"}
+    path.write_text("\n".join(json.dumps(d) for d in (valid, {**valid, "jobId": "j-2"}, {**valid, "lengthSec": "8"})))
+    return path
+
+
+def test_publish_to_an_endpoint_that_refuses_reports_every_job(tmp_path: Path) -> None:
+    result = run(["publish", str(jobs_file(tmp_path)), "--endpoint-url", _closed_port()], tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert sum("not sent: Could not connect to the endpoint URL" in line for line in lines) == 2
+    assert sum("invalid job: lengthSec" in line for line in lines) == 1
+    assert lines[-1] == "0 sent, 1 invalid, 2 not sent"
+
+
+def test_publish_without_credentials_says_so_per_job(tmp_path: Path) -> None:
+    result = run(["publish", str(jobs_file(tmp_path)), "--region", "us-east-1"], tmp_path, credentials=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "not sent: Unable to locate credentials" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "0 sent, 1 invalid, 2 not sent"
+
+
+@pytest.mark.parametrize(("credentials", "extra", "message"), [
+    (True, ["--endpoint-url", "CLOSED"], "Could not connect to the endpoint URL"),
+    (False, ["--region", "us-east-1"], "no AWS credentials"),
+    (False, [], "no AWS region"),
+])
+def test_replay_fails_in_one_line(tmp_path: Path, credentials: bool, extra: list[str], message: str) -> None:
+    args = ["replay", *[(_closed_port() if a == "CLOSED" else a) for a in extra]]
+    result = run(args, tmp_path, credentials=credentials)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line
+
+
+def test_replay_refuses_a_stale_window_shorter_than_an_execution(tmp_path: Path) -> None:
+    result = run(["replay", "--stale-after", "1m"], tmp_path)
+    assert result.returncode == 2
+    assert "under the 5-minute EXPRESS limit" in result.stderr and "--force" in result.stderr
+
+
+def test_help_and_version(tmp_path: Path) -> None:
+    for command in ([], ["publish"], ["replay"], ["local", "run"], ["local", "up"]):
+        short = run([*command, "-h"], tmp_path)
+        assert short.returncode == 0 and "Usage" in short.stdout, command
+        assert "<bool>" not in short.stdout and "<list[str]>" not in short.stdout and "{event_file}" not in short.stdout
+    publish_help = run(["publish", "-h"], tmp_path).stdout
+    assert "JSON Lines" in publish_help and "Exit codes" in publish_help
+    version = run(["--version"], tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("routing-manager ")
