@@ -441,7 +441,7 @@ def local_run(
     paths: Annotated[list[Path] | None, typer.Argument(help="Event files or folders (default: events/).",
                                                        metavar="PATH...")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per job per line.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the executions.")] = 60.0,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the executions.")] = 60.0,
     lambda_log: Annotated[Path, typer.Option(help="Where the rules Lambda's log lines go.")] = Path(
         ".local/rules-lambda.log"),
     graph_file: Annotated[Path | None, typer.Option("--graph", help="Also draw the states the jobs took "
@@ -450,20 +450,37 @@ def local_run(
     """Deploy the stack in process, publish each event through EventBridge, report each job."""
     from routing_manager.local import runner, stack
 
+    if graph_file is not None and graph_file.suffix not in (".svg", ".png", ".mmd"):
+        raise fail(f"--graph {graph_file}: the file name must end in .svg, .png or .mmd")
     try:
         files = expand_paths(paths or [project.EVENTS])
         events = [event for path in files for event in read_events(path)]
     except EventFileError as exc:
         raise fail(str(exc)) from None
     lambda_log.parent.mkdir(parents=True, exist_ok=True)
-    with (lambda_log.open("w") as log, contextlib.redirect_stdout(log),
-          err.status(f"deploying template.yaml and routing {len(events)} events ..."), stack.running() as local):
-        results = runner.publish_and_wait(local, events, timeout=timeout)
-    if as_json:
-        for result in results:
-            out.print(result.as_json(), markup=False, highlight=False)
-    else:
-        _print_results(results, runner.totals(results))
+    # The status line first: in a terminal it proxies stdout above itself, and the Lambda's lines must
+    # go past that proxy to the log file.
+    real_stdout = sys.stdout
+    log = lambda_log.open("w")
+    try:
+        with (err.status(f"deploying template.yaml and routing {len(events)} events ...") as status,
+              contextlib.redirect_stdout(log), stack.running() as local):
+            try:
+                results = runner.publish_and_wait(local, events, timeout=timeout)
+            except KeyboardInterrupt:  # report what ran so far; what was still running shows STUCK
+                status.stop()
+                results = [runner.summarise(e) for e in stack.wait_for_executions(local, 0, timeout=0)]
+                _report(results, as_json, Console(file=real_stdout, soft_wrap=True, width=out.width))
+                err.print(f"interrupted: {len(results)} of {len(events)} jobs reported", highlight=False)
+                real_stdout.flush()
+                sys.stderr.flush()
+                # Executions still run in this process's threads, and the rules Lambda prints its metric
+                # lines to stdout: end them here, still redirected, so --json stays parseable.
+                os._exit(130)
+    except KeyboardInterrupt:
+        raise fail("interrupted before any job ran", 130) from None
+    log.close()
+    _report(results, as_json, out)
     if graph_file is not None:
         from collections import Counter
 
@@ -485,15 +502,35 @@ def local_run(
                    f"record or outcome event promised ({', '.join(sorted({r.status for r in lost}))})", EXIT_FAILED)
 
 
-def _print_results(results: list[Any], totals: tuple[Any, Any]) -> None:
+def _report(results: list[Any], as_json: bool, console: Console) -> None:
+    from routing_manager.local import runner
+
+    if as_json:
+        for result in results:
+            console.print(result.as_json(), markup=False, highlight=False)
+    else:
+        _print_results(results, runner.totals(results), console)
+
+
+def _print_results(results: list[Any], totals: tuple[Any, Any], console: Console) -> None:
+    # The whole path needs a wide table; a narrow terminal gets fewer columns and the state each job
+    # ended in (--json always has everything).
+    wide = console.width >= 150
+    columns = ("jobId", "status", "provider/model", "queue", "reason", "path") if wide else (
+        "jobId", "status", "routed to / reason", "ended in")
     table = Table(title="jobs", title_justify="left")
-    for column in ("jobId", "status", "provider/model", "queue", "reason", "path"):
-        table.add_column(column, overflow="fold")
+    for column in columns:
+        table.add_column(column, overflow="fold", no_wrap=column in ("status", "ended in"))
     for r in results:
         target = f"{r.provider}/{r.model}" if r.provider else "-"
-        job_id = "(none)" if r.jobId is None else str(r.jobId)
-        table.add_row(job_id, r.status, target, r.queue or "-", r.reason or "-", " > ".join(r.path))
-    out.print(table)
+        job_id = "(none)" if r.jobId is None else _printable(r.jobId)
+        reason = _printable(r.reason or "-")
+        if wide:
+            table.add_row(job_id, r.status, target, r.queue or "-", reason, " > ".join(r.path))
+        else:
+            table.add_row(job_id, r.status, f"{target} ({r.queue})" if r.provider else reason,
+                          r.path[-1] if r.path else "-")
+    console.print(table)
     by_status, by_queue = totals
     summary = Table(title="totals", title_justify="left")
     summary.add_column("by")
@@ -502,7 +539,7 @@ def _print_results(results: list[Any], totals: tuple[Any, Any]) -> None:
         summary.add_row(f"status {status}", str(count))
     for queue, count in sorted(by_queue.items()):
         summary.add_row(f"queue {queue}", str(count))
-    out.print(summary)
+    console.print(summary)
 
 
 @local_app.command("up", epilog="Exit codes: 0 stopped by SIGINT or SIGTERM; 2 the address cannot be used.")

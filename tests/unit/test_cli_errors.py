@@ -89,3 +89,24 @@ def test_help_and_version(tmp_path: Path) -> None:
     assert "JSON Lines" in publish_help and "Exit codes" in publish_help
     version = run(["--version"], tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("routing-manager ")
+
+
+def test_local_run_interrupted_reports_what_ran_and_keeps_json_clean(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    events = tmp_path / "events"
+    events.mkdir()
+    for i in range(3000):
+        job = {"jobId": f"int-{i}", "userId": "u", "prompt": "p", "lengthSec": 8, "resolution": "720p"}
+        (events / f"{i:04}.json").write_text(json.dumps(job))
+    proc = subprocess.Popen([str(CLI), "local", "run", "--json", "--lambda-log", str(tmp_path / "l.log"), str(events)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=project.ROOT)
+    time.sleep(10)  # deployed and routing by then; 3,000 jobs take far longer
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    jobs = [json.loads(line) for line in out.splitlines()]  # every line a job: no stray Lambda line
+    assert 0 < len(jobs) < 3000
+    assert f"interrupted: {len(jobs)} of 3000 jobs reported" in err
+    assert "Traceback" not in err and "closed file" not in err
