@@ -274,7 +274,8 @@ def publish(
             out.print(f"sent {_printable(r.origin)} jobId={_printable(r.jobId)} eventId={r.eventId}", markup=False,
                       highlight=False)
         else:
-            err.print(f"error: {_printable(r.origin)}: {_printable(r.error)}", markup=False, highlight=False)
+            job = f" jobId={_printable(r.jobId)}" if r.jobId is not None else ""
+            err.print(f"error: {_printable(r.origin)}{job}: {_printable(r.error)}", markup=False, highlight=False)
     invalid = sum(1 for r in results if r.error and r.error.startswith(("invalid job", "too large")))
     unsent = sum(1 for r in results if not r.ok) - invalid
     files = f", {bad_files} file{'s' * (bad_files != 1)} unreadable" if bad_files else ""

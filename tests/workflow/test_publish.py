@@ -98,3 +98,29 @@ def test_cli_publishes_files_and_stdin(stack: LocalStack, tmp_path: Path, monkey
     piped = CliRunner().invoke(app, ["publish", "-", *bus], input=json.dumps([job(), job()]))
     assert piped.exit_code == 0 and piped.stdout.count("sent <stdin>") == 2
     assert len(wait_for_executions(stack, 3, already=before)) == 3
+
+
+def test_cli_reads_json_lines_and_a_bom_and_goes_on_past_a_bad_file(
+        stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("routing_manager.cli._aws_client", lambda *a: stack.client("events"))
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    (folder / "a-lines.json").write_text("\n".join(json.dumps(job()) for _ in range(3)) + "\n\n")
+    (folder / "b-bom.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(job()).encode())
+    (folder / "c-broken.json").write_text('{"jobId": ')
+    (folder / "d-link.json").symlink_to(tmp_path / "nowhere.json")
+    (folder / "e-dir.json").mkdir()
+    hostile = job(jobId="evil\x1b[2J\x07-id", lengthSec="8")
+    (folder / "f-hostile.json").write_text(json.dumps(hostile))
+    before = execution_arns(stack)
+    result = CliRunner().invoke(app, ["publish", str(folder), "--event-bus", stack.outputs["EventBusName"]])
+    assert result.exit_code == 2  # a bad file and an invalid job; the good ones are sent
+    sent = [line for line in result.stdout.splitlines() if line.startswith("sent ")]
+    assert len(sent) == 4
+    assert f"sent {folder / 'a-lines.json'}:2 " in result.stdout  # JSON Lines: origin names the line
+    assert f"skipped {folder / 'd-link.json'}: a broken link" in result.stderr
+    assert f"skipped {folder / 'e-dir.json'}: not a file" in result.stderr
+    assert f"{folder / 'c-broken.json'}: not JSON" in result.stderr
+    assert "\x1b" not in result.stderr and "evil\\x1b[2J\\x07-id" in result.stderr  # escaped, not executed
+    assert result.stderr.strip().splitlines()[-1] == "4 sent, 1 invalid, 0 not sent, 1 file unreadable"
+    assert len(wait_for_executions(stack, 4, already=before)) == 4

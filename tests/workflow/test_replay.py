@@ -104,3 +104,60 @@ def test_dead_lettered_event_is_replayed_and_filters_apply(
     assert fresh_stack.record(details[1]["jobId"]) is None
     left = replay_cli(fresh_stack, monkeypatch)  # not selected: visible again at once, still listed
     assert [(r["jobId"], r["action"]) for r in left] == [(details[1]["jobId"], "would replay")]
+
+
+def test_poisoned_entries_are_listed_and_the_rest_is_replayed(
+        fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    sqs, ddb = fresh_stack.client("sqs"), fresh_stack.client("dynamodb")
+    failure_queue, table = fresh_stack.outputs["RoutingFailureQueueUrl"], fresh_stack.outputs["JobsTableName"]
+    sqs.send_message(QueueUrl=failure_queue, MessageBody="{not json",
+                     MessageAttributes={"jobId": {"DataType": "String", "StringValue": "poison-1"}})
+    for job_id, stored in (("bad-detail", {"S": "{truncated"}), ("no-detail", None)):
+        item = {"jobId": {"S": job_id}, "status": {"S": "FAILED"}, "failureReason": {"S": "rule_error:X"}}
+        ddb.put_item(TableName=table, Item={**item, **({"submittedDetail": stored} if stored else {})})
+    good = job()
+    envelope = {"source": "frontend.api", "detail-type": "video.job.submitted", "detail": good}
+    sqs.send_message(QueueUrl=failure_queue, MessageBody=json.dumps({"event": envelope, "reason": "rule_error:X"}))
+
+    rows = {r["jobId"]: r["action"] for r in replay_cli(fresh_stack, monkeypatch, "--yes")}
+    assert rows["poison-1"] == "not replayable: the message body is not JSON (message kept)"
+    assert rows["bad-detail"] == "not replayable: the stored submittedDetail is not JSON"
+    assert rows["no-detail"] == "not replayable: no submitted detail stored with the record"
+    assert rows[good["jobId"]].startswith("replayed as ")
+    assert fresh_stack.record(good["jobId"])["status"] == "ROUTED"  # type: ignore[index]
+    # What replay read and did not consume is visible again at once, not after 60 s.
+    attributes = sqs.get_queue_attributes(QueueUrl=failure_queue, AttributeNames=["All"])["Attributes"]
+    assert (attributes["ApproximateNumberOfMessages"], attributes["ApproximateNumberOfMessagesNotVisible"]) == (
+        "1", "0")
+
+
+def test_a_rules_failure_before_the_claim_is_replayed_from_the_failure_queue(
+        fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The record holds no detail (the claim never ran); the failure-queue message does."""
+    fresh_stack.rules.faults[:] = [RuntimeError("rules down")]
+    detail = job()
+    [failed] = submit(fresh_stack, detail)
+    assert failed.status == "FAILED" and "submittedDetail" not in fresh_stack.record(detail["jobId"])  # type: ignore[operator]
+    [row] = replay_cli(fresh_stack, monkeypatch, "--yes")
+    assert (row["source"], row["action"][:11]) == ("record", "replayed as")
+    assert fresh_stack.record(detail["jobId"])["status"] == "ROUTED"  # type: ignore[index]
+
+
+def test_nothing_to_replay_says_so_and_the_local_stack_is_the_default_with_an_endpoint(
+        stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+
+    def outputs(name: str, *args: object) -> dict[str, str]:
+        seen.append(name)
+        return {**stack.outputs, "RoutingFailureQueueUrl": "", "SubmittedEventsDLQUrl": "",
+                "JobsTableName": "Jobs-empty"}
+
+    stack.client("dynamodb").create_table(
+        TableName="Jobs-empty", KeySchema=[{"AttributeName": "jobId", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "jobId", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+    monkeypatch.setattr("routing_manager.cli.stack_outputs", outputs)
+    monkeypatch.setattr("routing_manager.cli._aws_client", lambda service, *a: stack.client(service))
+    result = CliRunner().invoke(app, ["replay", "--endpoint-url", "http://127.0.0.1:5000"])
+    assert result.exit_code == 0, result.output
+    assert seen == ["routing-manager-local"]
+    assert result.stderr.strip() == "nothing to replay" and result.stdout == ""
