@@ -110,3 +110,39 @@ def test_local_run_interrupted_reports_what_ran_and_keeps_json_clean(tmp_path: P
     assert 0 < len(jobs) < 3000
     assert f"interrupted: {len(jobs)} of 3000 jobs reported" in err
     assert "Traceback" not in err and "closed file" not in err
+
+
+def test_publish_reports_what_went_out_when_the_endpoint_stops_midway(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from botocore.config import Config
+    from moto.server import ThreadedMotoServer
+    from typer.testing import CliRunner
+
+    from routing_manager.cli import app
+
+    port = int(_closed_port().rsplit(":", 1)[1])
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    events = boto3.client("events", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing",
+                          config=Config(retries={"total_max_attempts": 1}))
+
+    class StopsAfterThreeBatches:
+        calls = 0
+
+        def put_events(self, **kwargs: object) -> object:
+            self.calls += 1
+            if self.calls == 4:
+                server.stop()
+            return events.put_events(**kwargs)
+
+    monkeypatch.setattr("routing_manager.cli._aws_client", lambda *a: StopsAfterThreeBatches())
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("\n".join(json.dumps({"jobId": f"mid-{i}", "userId": "u", "prompt": "p", "lengthSec": 8})
+                              for i in range(250)))
+    result = CliRunner().invoke(app, ["publish", str(path)])
+    assert result.exit_code == 1
+    assert result.stdout.count("sent ") == 30  # three batches of ten went out, each reported
+    assert result.stderr.count("not sent: Could not connect to the endpoint URL") == 220
+    assert result.stderr.strip().splitlines()[-1] == "30 sent, 0 invalid, 220 not sent"
