@@ -118,12 +118,18 @@ def draw(definition: dict[str, Any], target: Path, visits: Counter[str] | None =
         (x1, y1), (x2, y2) = position[e.source], position[e.target]
         taken = bool(visits and visits[e.source] and visits[e.target])
         colour = "#b33" if e.kind == "catch" else ("#06c" if taken else "#555")
-        ax.annotate("", xy=(x2, y2 + box_h / 2), xytext=(x1, y1 - box_h / 2),
+        # An edge over more than one row bows out, the further the more rows it spans, so that it
+        # passes beside the boxes between rather than through them; boxes are drawn over edges.
+        span = abs(layer[e.target] - layer[e.source])
+        bow = 0.0 if span <= 1 else min(0.45, 0.12 * span) * (1 if x2 >= x1 else -1)
+        if e.kind == "catch":
+            bow = bow or 0.08
+        ax.annotate("", xy=(x2, y2 + box_h / 2), xytext=(x1, y1 - box_h / 2), zorder=1,
                     arrowprops={"arrowstyle": "-|>", "color": colour, "lw": 1.8 if taken else 0.9,
                                 "linestyle": "--" if e.kind == "catch" else "-",
-                                "connectionstyle": "arc3,rad=0.08" if e.kind == "catch" else "arc3"})
+                                "connectionstyle": f"arc3,rad={bow}"})
         if e.label:
-            ax.text((x1 + x2) / 2, (y1 + y2) / 2, e.label, fontsize=6, color=colour, ha="center",
+            ax.text((x1 + x2) / 2, (y1 + y2) / 2, e.label, fontsize=6, color=colour, ha="center", zorder=2,
                     bbox={"fc": "white", "ec": "none", "pad": 0.5})
     for name, (x, y) in position.items():
         kind = definition["States"][name]["Type"]
@@ -131,9 +137,9 @@ def draw(definition: dict[str, Any], target: Path, visits: Counter[str] | None =
         ax.add_patch(FancyBboxPatch((x - box_w / 2, y - box_h / 2), box_w, box_h,
                                     boxstyle="round,pad=0.02,rounding_size=0.15",
                                     fc=_COLOURS.get(kind, "white"), ec="#06c" if taken else "#333",
-                                    lw=2.2 if taken else 0.8))
+                                    lw=2.2 if taken else 0.8, zorder=3))
         label = f"{name} ({visits[name]})" if taken and visits else name
-        ax.text(x, y, label, ha="center", va="center", fontsize=8, weight="bold" if taken else "normal")
+        ax.text(x, y, label, ha="center", va="center", fontsize=8, weight="bold" if taken else "normal", zorder=4)
     xs = [p[0] for p in position.values()]
     ys = [p[1] for p in position.values()]
     ax.set_xlim(min(xs) - box_w, max(xs) + box_w)
