@@ -125,3 +125,31 @@ def test_local_run_exits_1_when_a_job_is_lost(tmp_path: Path, monkeypatch: pytes
     assert json.loads(result.stdout)["status"] == "LOST"
     assert "1 job ended outside the workflow's own paths, with no record or outcome event promised (LOST)" in (
         result.stderr)
+
+
+def test_local_run_checks_its_options_before_running(tmp_path: Path) -> None:
+    graph = runner.invoke(app, ["local", "run", "--graph", str(tmp_path / "run.txt"), str(project.EVENTS)])
+    assert graph.exit_code == 2 and "must end in .svg, .png or .mmd" in graph.stderr
+    assert not (tmp_path / "run.txt").exists()
+    timeout = runner.invoke(app, ["local", "run", "--timeout", "-1"])
+    assert timeout.exit_code == 2 and "Traceback" not in timeout.output
+
+
+def test_a_narrow_terminal_gets_a_table_that_reads() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from routing_manager.cli import _print_results
+    from routing_manager.local.runner import JobResult, totals
+
+    path = ["CheckJobId", "DecideRoute", "CheckDecision", "ClaimJob", "RouteOrReject", "EnqueueJob", "MarkRouted",
+            "EmitRouted"]
+    results = [JobResult("550e8400-e29b-41d4-a716-446655440000", "ROUTED", "fal", "wan-i2v", "FalJobQueue", None,
+                         path, "arn")]
+    screen = StringIO()
+    _print_results(results, totals(results), Console(file=screen, width=80))
+    text = screen.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "ended in" in text and "EmitRouted" in text  # the whole state name, not folded letter by letter
+    assert "fal/wan-i2v" in text
