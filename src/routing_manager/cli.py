@@ -450,6 +450,7 @@ def local_run(
 ) -> None:
     """Deploy the stack in process, publish each event through EventBridge, report each job."""
     from routing_manager.local import runner, stack
+    from routing_manager.local.moto_adapters import MotoVersionError
 
     if graph_file is not None and graph_file.suffix not in (".svg", ".png", ".mmd"):
         raise fail(f"--graph {graph_file}: the file name must end in .svg, .png or .mmd")
@@ -480,6 +481,8 @@ def local_run(
                 os._exit(130)
     except KeyboardInterrupt:
         raise fail("interrupted before any job ran", 130) from None
+    except MotoVersionError as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
     log.close()
     _report(results, as_json, out)
     if graph_file is not None:
@@ -553,6 +556,7 @@ def local_up(
     import socket
 
     from routing_manager.local import server
+    from routing_manager.local.moto_adapters import MotoVersionError
 
     try:  # moto's server binds in a thread of its own and would only print the failure: check first
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
@@ -562,8 +566,11 @@ def local_up(
         raise fail(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
     ready = sys.stdout
     # stdout carries exactly one line, the ready line; the rules Lambda's logs go to stderr.
-    with contextlib.redirect_stdout(sys.stderr):
-        server.serve(host=host, port=port, announce=lambda line: print(line, file=ready, flush=True))
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            server.serve(host=host, port=port, announce=lambda line: print(line, file=ready, flush=True))
+    except MotoVersionError as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
 
 
 def main() -> None:  # pragma: no cover - console entry

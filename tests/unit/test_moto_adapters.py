@@ -296,3 +296,10 @@ def test_dynamodb_holds_keys_and_items_to_their_limits() -> None:
         with pytest.raises(ClientError, match="ValidationException"):
             ddb.update_item(TableName="t", Key={"k": {"S": "k"}}, UpdateExpression="SET a = :a",
                             ExpressionAttributeValues={":a": {"S": "x" * 410_000}})
+
+
+def test_another_moto_version_is_refused_with_what_to_do() -> None:
+    moto_adapters.check_moto_version()  # the pinned one, installed by make setup
+    with pytest.raises(moto_adapters.MotoVersionError,
+                       match=r"written for moto 5\.2\.5, and moto 5\.3\.0 is installed"):
+        moto_adapters.check_moto_version("5.3.0")

@@ -745,7 +745,25 @@ def enforce_sqs_message_size() -> None:
     SQSBackend.send_message = send_message  # type: ignore[method-assign]
 
 
+PINNED_MOTO = "5.2.5"
+
+
+class MotoVersionError(RuntimeError):
+    """The adapters patch moto's internals as they are in the pinned version, and no other."""
+
+
+def check_moto_version(installed: str | None = None) -> None:
+    from importlib.metadata import version
+
+    installed = installed or version("moto")
+    if installed != PINNED_MOTO:
+        raise MotoVersionError(
+            f"the local stack's adapters are written for moto {PINNED_MOTO}, and moto {installed} is installed: "
+            f"reinstall with `make setup`, or re-check every adapter (docs/LOCAL_STACK.md) before moving the pin")
+
+
 def install(retry_scale: float = 0.01) -> None:
+    check_moto_version()
     serialize_dynamodb_requests()
     count_queue_messages_in_one_pass()
     parse_each_json_path_once()
