@@ -24,22 +24,28 @@ def _depth_over(value: Any, limit: int) -> bool:
     return False
 
 
+def _utf8_size(text: str) -> int | None:
+    """Bytes as UTF-8, or None when the text holds a lone surrogate (JSON allows it, UTF-8 cannot)."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
+
+
 def check(detail: dict[str, Any]) -> tuple[str, str | None, str | None]:
     """The detail as compact JSON (what the record keeps for replay), or "" and the reason it is refused."""
     job_id = detail.get("jobId")
     if isinstance(job_id, str):
-        try:
-            size = len(job_id.encode("utf-8"))
-        except UnicodeEncodeError:
+        size = _utf8_size(job_id)
+        if size is None:
             return "", reasons.JOB_ID_NOT_UNICODE, "jobId is not valid Unicode"
         if size > reasons.MAX_JOB_ID_BYTES:
             return "", reasons.JOB_ID_TOO_LONG, f"jobId is {size} bytes, over {reasons.MAX_JOB_ID_BYTES}"
     if _depth_over(detail, reasons.MAX_DETAIL_DEPTH):
         return "", reasons.JOB_TOO_DEEP, f"the detail nests over {reasons.MAX_DETAIL_DEPTH} levels"
     text = json.dumps(detail, ensure_ascii=False, separators=(",", ":"))
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
+    size = _utf8_size(text)
+    if size is None:
         return "", reasons.INVALID_ENCODING, "a string in the detail is not valid Unicode"
     if size > reasons.MAX_DETAIL_BYTES:
         return "", reasons.JOB_TOO_LARGE, f"the detail is {size:,} bytes, over {reasons.MAX_DETAIL_BYTES:,}"
