@@ -500,6 +500,10 @@ def local_run(
     if any(r.status == "STUCK" for r in results):
         raise fail(f"{sum(r.status == 'STUCK' for r in results)} executions still running after {timeout:g}s",
                    EXIT_FAILED)
+    refused = [r for r in results if r.status == runner.REFUSED]
+    if refused:
+        raise fail(f"EventBridge refused {len(refused)} event{'s' * (len(refused) != 1)}: "
+                   f"{_printable(refused[0].reason)}", EXIT_FAILED)
     lost = [r for r in results if r.status in runner.LOST_STATUSES]
     if lost:
         raise fail(f"{len(lost)} job{'s' * (len(lost) != 1)} ended outside the workflow's own paths, with no "

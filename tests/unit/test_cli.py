@@ -153,3 +153,14 @@ def test_a_narrow_terminal_gets_a_table_that_reads() -> None:
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "ended in" in text and "EmitRouted" in text  # the whole state name, not folded letter by letter
     assert "fal/wan-i2v" in text
+
+
+def test_local_run_reports_an_event_eventbridge_refuses(tmp_path: Path) -> None:
+    detail = {"jobId": "too-big", "userId": "u", "prompt": "x" * (256 * 1024)}  # over PutEvents' 256 KiB entry
+    path = tmp_path / "too-big.json"
+    path.write_text(json.dumps(detail))
+    result = runner.invoke(app, ["local", "run", "--json", "--lambda-log", str(tmp_path / "l.log"), str(path)])
+    assert result.exit_code == 1
+    job = json.loads(result.stdout)
+    assert (job["jobId"], job["status"]) == ("too-big", "REFUSED")
+    assert "EventBridge refused 1 event: ValidationException" in result.stderr

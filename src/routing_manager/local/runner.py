@@ -26,6 +26,8 @@ FAIL_STATES = {"JobFailed", "AnnouncementFailed"}
 # How a job ends when the workflow's own paths did not end it: nothing may be recorded, announced or
 # replayable for it. `local run` exits 1 on any of them.
 LOST_STATUSES = {"LOST", "CRASHED", "TIMED_OUT", "ABORTED"}
+# EventBridge refused the event (PutEvents answered an error for it): the publisher knows, nothing ran.
+REFUSED = "REFUSED"
 
 
 @dataclass
@@ -82,18 +84,24 @@ def publish_and_wait(stack: LocalStack, events: list[SubmittedEvent], timeout: f
     undelivered_before = len(moto_adapters.UNDELIVERED)
     client = stack.client("events")
     bus = stack.outputs.get("EventBusName")
+    refused: list[JobResult] = []
+    refused_starts = 0
     for start in range(0, len(events), 10):
         batch = events[start:start + 10]
         response = client.put_events(Entries=[e.entry(bus) for e in batch])
-        if response.get("FailedEntryCount"):
-            failed = [r for r in response["Entries"] if r.get("ErrorCode")]
-            raise RuntimeError(f"PutEvents rejected {len(failed)} entries: {failed[0].get('ErrorMessage')}")
+        for event, answer in zip(batch, response["Entries"], strict=True):
+            if answer.get("ErrorCode"):  # EventBridge never took it: the publisher is told, nothing runs
+                refused_starts += starts_workflow(event)
+                detail = event.detail if isinstance(event.detail, dict) else {}
+                refused.append(JobResult(jobId=detail.get("jobId"), status="REFUSED", provider=None, model=None,
+                                         queue=None, reason=f"{answer['ErrorCode']}: {answer.get('ErrorMessage')}",
+                                         path=[], executionArn=""))
     undelivered = [u for u in moto_adapters.UNDELIVERED[undelivered_before:]
                    if u.state_machine_arn == stack.state_machine_arn]
-    expected = sum(1 for e in events if starts_workflow(e)) - len(undelivered)
+    expected = sum(1 for e in events if starts_workflow(e)) - refused_starts - len(undelivered)
     executions = wait_for_executions(stack, expected, timeout=timeout, already=before)
     executions.sort(key=lambda e: e.start)
-    return [summarise(e) for e in executions] + [_never_started(u) for u in undelivered]
+    return [summarise(e) for e in executions] + [_never_started(u) for u in undelivered] + refused
 
 
 def _never_started(undelivered: moto_adapters.Undelivered) -> JobResult:
