@@ -30,11 +30,16 @@ class SubmittedEvent:
 
     def entry(self, event_bus: str | None = None) -> dict[str, Any]:
         """A PutEvents entry for this event."""
-        entry = {"Source": self.source, "DetailType": self.detail_type, "Detail": json.dumps(self.detail)}
-        bus = event_bus or self.event_bus
-        if bus:
-            entry["EventBusName"] = bus
-        return entry
+        return put_events_entry(self.detail, event_bus or self.event_bus, self.source, self.detail_type)
+
+
+def put_events_entry(detail: Any, event_bus: str | None = None, source: str = SUBMITTED_SOURCE,
+                     detail_type: str = SUBMITTED_DETAIL_TYPE) -> dict[str, Any]:
+    """The PutEvents entry of a submitted job: what publish, replay and the local stack send."""
+    entry = {"Source": source, "DetailType": detail_type, "Detail": json.dumps(detail)}
+    if event_bus:
+        entry["EventBusName"] = event_bus
+    return entry
 
 
 def _from_object(obj: Any, origin: str) -> SubmittedEvent:

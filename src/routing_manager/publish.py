@@ -10,17 +10,16 @@ by PutEvents' limits (10 entries, 256 KB) and its failed entries retried with ba
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from routing_core.contract import SUBMITTED_DETAIL_TYPE, SUBMITTED_SOURCE
 from routing_core.reasons import INVALID_LENGTH_RANGE
 
 from routing_manager.aws_limits import EVENTBRIDGE_ENTRY_BYTES
+from routing_manager.events import put_events_entry
 
 MAX_ENTRIES = 10
 MAX_REQUEST_BYTES = EVENTBRIDGE_ENTRY_BYTES  # a request's entries together, as one entry alone
@@ -98,9 +97,7 @@ def publish_jobs(jobs: Iterable[Any], client: Any, event_bus: str | None = None,
         if error:
             result.error = f"invalid job: {error}"
             continue
-        entry = {"Source": SUBMITTED_SOURCE, "DetailType": SUBMITTED_DETAIL_TYPE, "Detail": json.dumps(detail)}
-        if event_bus:
-            entry["EventBusName"] = event_bus
+        entry = put_events_entry(detail, event_bus)
         if entry_size(entry) > MAX_REQUEST_BYTES:
             result.error = f"too large: {entry_size(entry)} bytes, PutEvents takes at most {MAX_REQUEST_BYTES}"
             continue

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from routing_core.contract import SUBMITTED_DETAIL_TYPE, SUBMITTED_SOURCE
+from routing_manager.events import put_events_entry
 
 STALE_CLAIM_REASON = "state_error:stale_claim"
 DONE = ("ROUTED", "REJECTED")
@@ -208,11 +208,7 @@ def replay(candidates: list[Candidate], ddb: Any, sqs: Any, events: Any, table: 
                     raise
                 c.action = "claim moved on meanwhile: skipped"
                 continue
-        entry = {"Source": SUBMITTED_SOURCE, "DetailType": SUBMITTED_DETAIL_TYPE,
-                 "Detail": json.dumps(c.event["detail"] if c.event else None)}
-        if event_bus:
-            entry["EventBusName"] = event_bus
-        answer = events.put_events(Entries=[entry])["Entries"][0]
+        answer = events.put_events(Entries=[put_events_entry(c.event["detail"], event_bus)])["Entries"][0]
         if answer.get("EventId"):
             _delete(sqs, c.messages)
             c.action = f"replayed as {answer['EventId']}"
