@@ -10,7 +10,7 @@ export AWS_ACCESS_KEY_ID ?= testing
 export AWS_SECRET_ACCESS_KEY ?= testing
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup test unit differential lint demo bench schemas lock graph clean
+.PHONY: setup test unit differential lint demo bench bench-record schemas lock graph clean
 
 setup: $(BIN)/.installed $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed $(ASL_TOOLS)/.installed
 
@@ -42,8 +42,9 @@ test: setup
 	$(BIN)/mypy
 	$(BIN)/pytest --cov --cov-report=term --cov-report=xml tests
 
+# Seconds, not minutes: no local stack, no external linters (`make test` runs everything).
 unit: $(BIN)/.installed
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest -m "not local_stack and not slow" tests
 
 # Every workflow path on the local stack, run again on a second ASL interpreter (also in `make test`).
 differential: setup
@@ -52,8 +53,12 @@ differential: setup
 demo: $(BIN)/.installed
 	$(BIN)/routing-manager local run events/
 
+# Prints the figures and keeps them in .local/bench/; bench-record rewrites the tracked ones.
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py
+
+bench-record: $(BIN)/.installed
+	$(BIN)/python bench/run.py --record
 
 schemas: $(BIN)/.installed
 	$(BIN)/routing-manager schemas --write

@@ -174,7 +174,7 @@ def chart(m: dict[str, Any], target: Path) -> None:
     plt.close(fig)
 
 
-def main() -> dict[str, float]:
+def main(chart_to: Path = ROOT / "docs" / "cost-by-log-level.png") -> dict[str, float]:
     m = measure()
     print("measured:", json.dumps(m, indent=1))
     for level in LOG_LEVELS:
@@ -185,7 +185,8 @@ def main() -> dict[str, float]:
         print(f"  {name:42s} ${value:.3f}")
     total, single_total = sum(default.values()), sum(single.values())
     print(f"single Lambda, routed job: ${single_total:.2f} per million; ratio {total / single_total:.2f}")
-    chart(m, ROOT / "docs" / "cost-by-log-level.png")
+    chart_to.parent.mkdir(parents=True, exist_ok=True)
+    chart(m, chart_to)
     figures = {"cost_per_million_usd": total, "cost_ratio_vs_single_lambda": total / single_total,
                "cost_per_million_usd_log_all": sum(router_cost(m, "ALL").values()),
                "cost_per_million_usd_single_lambda": single_total}

@@ -1,4 +1,5 @@
-"""Benchmarks: prints the figures and writes bench/results.json. Run with `make bench`.
+"""Benchmarks: prints the figures and writes them to .local/bench/ (`make bench`), or, with --record,
+to the tracked bench/results.json and docs/cost-by-log-level.png (`make bench-record`).
 
     python bench/run.py [--jobs N] [--skip-local-stack]
 """
@@ -112,6 +113,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=1000, help="jobs end to end on the local stack")
     parser.add_argument("--skip-local-stack", action="store_true")
+    parser.add_argument("--record", action="store_true",
+                        help="write the tracked bench/results.json and docs chart (default: .local/bench/)")
     args = parser.parse_args()
 
     results: dict[str, float] = {}
@@ -134,13 +137,15 @@ def main() -> None:
         import cost_model
 
         print("cost model: measuring requests per job on the local stack ...", flush=True)
+        chart = ROOT / "docs" if args.record else ROOT / ".local" / "bench"
         with contextlib.redirect_stdout(io.StringIO()):
-            costs = cost_model.main()
+            costs = cost_model.main(chart / "cost-by-log-level.png")
         results.update(costs)
         print(f"cost: ${costs['cost_per_million_usd']:.2f} per million routed jobs at LogLevel=ERROR "
               f"(goal <= $5), {costs['cost_ratio_vs_single_lambda']:.2f}x the single-Lambda design "
               f"(goal <= 1.4x); ${costs['cost_per_million_usd_log_all']:.2f} at LogLevel=ALL", flush=True)
-    out = ROOT / "bench" / "results.json"
+    out = ROOT / "bench" / "results.json" if args.record else ROOT / ".local" / "bench" / "results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(out.read_text()) if out.exists() else {}
     out.write_text(json.dumps({**previous, **{k: round(v, 3) for k, v in results.items()}}, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")

@@ -107,6 +107,7 @@ def test_only_frontend_api_submissions_start_the_workflow(packaged: tuple[dict[s
     assert machine["LoggingConfiguration"]["IncludeExecutionData"] is False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (TOOLS / "checkov" / "bin" / "checkov").exists(), reason=TOOLS_REASON)
 @pytest.mark.parametrize("which", ["sam", "translated"])
 def test_checkov_passes_with_every_skip_justified(which: str, packaged: tuple[dict[str, Any], Path]) -> None:

@@ -110,12 +110,14 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SAM_BIN / "sam").exists(), reason=TOOLS_REASON)
 def test_sam_validate_lint_is_clean() -> None:
     result = _run([str(SAM_BIN / "sam"), "validate", "--lint"], project.ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SAM_BIN / "cfn-lint").exists(), reason=TOOLS_REASON)
 def test_cfn_lint_and_serverless_rules_are_clean_on_sam_and_translated(packaged: dict[str, Any],
                                                                        inlined: dict[str, Any],

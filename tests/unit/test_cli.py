@@ -72,6 +72,7 @@ def test_table_validate_names_the_bad_entry(tmp_path: Path) -> None:
     assert "route.provider 'veo' is not a provider" in result.stderr
 
 
+@pytest.mark.local_stack
 def test_local_run_json_reports_every_sample(tmp_path: Path) -> None:
     result = runner.invoke(app, ["local", "run", "--json", "--lambda-log", str(tmp_path / "l.log"),
                                  str(project.EVENTS)])
@@ -89,6 +90,7 @@ def test_local_run_missing_path_exits_2() -> None:
     assert result.exit_code == 2 and "no such file or folder" in result.stderr
 
 
+@pytest.mark.local_stack
 def test_local_run_table_shows_a_job_without_id_as_none(tmp_path: Path) -> None:
     sample = project.EVENTS / "rejected-missing-jobid.json"
     result = runner.invoke(app, ["local", "run", "--lambda-log", str(tmp_path / "l.log"), str(sample)],
@@ -106,6 +108,7 @@ def _too_big_to_start(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.local_stack
 def test_local_run_reports_an_event_that_cannot_start_as_dead_lettered(tmp_path: Path) -> None:
     result = runner.invoke(app, ["local", "run", "--json", "--lambda-log", str(tmp_path / "l.log"),
                                  str(_too_big_to_start(tmp_path))])
@@ -115,6 +118,7 @@ def test_local_run_reports_an_event_that_cannot_start_as_dead_lettered(tmp_path:
     assert "execution input is over 262144 bytes" in job["reason"]
 
 
+@pytest.mark.local_stack
 def test_local_run_exits_1_when_a_job_is_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from routing_manager.local import moto_adapters
 
@@ -155,6 +159,7 @@ def test_a_narrow_terminal_gets_a_table_that_reads() -> None:
     assert "fal/wan-i2v" in text
 
 
+@pytest.mark.local_stack
 def test_local_run_reports_an_event_eventbridge_refuses(tmp_path: Path) -> None:
     detail = {"jobId": "too-big", "userId": "u", "prompt": "x" * (256 * 1024)}  # over PutEvents' 256 KiB entry
     path = tmp_path / "too-big.json"

@@ -91,6 +91,7 @@ def test_help_and_version(tmp_path: Path) -> None:
     assert version.returncode == 0 and version.stdout.startswith("routing-manager ")
 
 
+@pytest.mark.local_stack
 def test_local_run_interrupted_reports_what_ran_and_keeps_json_clean(tmp_path: Path) -> None:
     import signal
     import time
@@ -112,6 +113,7 @@ def test_local_run_interrupted_reports_what_ran_and_keeps_json_clean(tmp_path: P
     assert "Traceback" not in err and "closed file" not in err
 
 
+@pytest.mark.local_stack
 def test_publish_reports_what_went_out_when_the_endpoint_stops_midway(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3

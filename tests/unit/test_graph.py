@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from routing_manager import graph, project
@@ -53,6 +54,7 @@ def test_visits_mark_the_path_taken() -> None:
     assert "class CheckJobId,ClaimJob taken" in text
 
 
+@pytest.mark.local_stack
 def test_local_run_draws_the_paths_taken(tmp_path: Path) -> None:
     target = tmp_path / "run.mmd"
     result = CliRunner().invoke(app, ["local", "run", "--graph", str(target), "--lambda-log",
@@ -60,3 +62,10 @@ def test_local_run_draws_the_paths_taken(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     text = target.read_text()
     assert '"EmitRouted (1)"' in text and '"EmitRejected"' in text
+
+
+def test_the_pictures_in_docs_are_of_the_current_workflow() -> None:
+    """`make graph` redraws them; this fails when the ASL changed and they were not redrawn."""
+    assert (project.ROOT / "docs" / "routing-graph.mmd").read_text() == graph.mermaid(ASL)
+    svg = (project.ROOT / "docs" / "routing-graph.svg").read_text()
+    assert all(f">{name}<" in svg for name in ASL["States"]), "docs/routing-graph.svg: run make graph"

@@ -12,8 +12,11 @@ import time
 from pathlib import Path
 
 import boto3
+import pytest
 
 from routing_manager import project
+
+pytestmark = pytest.mark.local_stack
 
 
 def _free_port() -> int:

@@ -14,6 +14,8 @@ from botocore.exceptions import ClientError
 from routing_manager.local import moto_adapters
 from routing_manager.local.stack import mocked_aws
 
+pytestmark = pytest.mark.local_stack
+
 
 def test_definition_substitutions_become_a_join_keeping_context_paths() -> None:
     template = {"Resources": {"M": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {
