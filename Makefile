@@ -17,7 +17,7 @@ setup: $(BIN)/.installed $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed $(A
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
-	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e ".[dev,local,graph]"
 	touch $@
 
 # The linters pin dependencies that conflict with moto's: each gets its own venv.

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 import typer.core
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from routing_manager import project
@@ -69,8 +70,18 @@ def _main(
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, markup=True)
     return typer.Exit(code)
+
+
+def needs(extra: str, *modules: str) -> None:
+    """The local stack and the pictures are extras: say which to install rather than fail on an import."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise fail(f"this needs the [{extra}] extra ({', '.join(missing)} not installed): "
+                   f"pip install 'routing-manager[{extra}]'", EXIT_FAILED)
 
 
 # --- explain ------------------------------------------------------------------------------
@@ -432,6 +443,7 @@ def graph(
     target = output or Path(f"routing-graph.{fmt}")
     if target.suffix != f".{fmt}":
         raise fail(f"{target}: the file name must end in .{fmt}")
+    needs("graph", "matplotlib")
     out.print(f"wrote {graphing.draw(asl, target)}")
 
 
@@ -454,6 +466,9 @@ def local_run(
 
     if graph_file is not None and graph_file.suffix not in (".svg", ".png", ".mmd"):
         raise fail(f"--graph {graph_file}: the file name must end in .svg, .png or .mmd")
+    needs("local", "moto", "samtranslator")
+    if graph_file is not None and graph_file.suffix != ".mmd":
+        needs("graph", "matplotlib")
     try:
         files = expand_paths(paths or [project.EVENTS])
         events = [event for path in files for event in read_events(path)]
@@ -559,6 +574,7 @@ def local_up(
     """Serve the local stack over HTTP for real clients (boto3, aws --endpoint-url)."""
     import socket
 
+    needs("local", "moto", "samtranslator")
     from routing_manager.local import server
     from routing_manager.local.moto_adapters import MotoVersionError
 
