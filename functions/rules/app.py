@@ -38,7 +38,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
 
     decision = engine.decide(detail, payload.get("creditBalance"))
     if (engine.uses_credits and payload.get("creditsTable") and "creditBalance" not in payload
-            and decision["rule"] != "validate"):
+            and decision["rule"] != "validate" and isinstance(detail, dict)):
         decision = engine.read_credits_first(decision, detail)
     dry_run = payload.get("dryRun") is True
     if not dry_run and decision["outcome"] in _OUTCOME_METRIC:

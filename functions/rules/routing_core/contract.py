@@ -22,7 +22,7 @@ ROUTED_DETAIL_TYPE = "video.job.routed"
 REJECTED_DETAIL_TYPE = "video.job.rejected"
 ROUTED_BY = "RoutingManager"
 
-_REQUIRED = {"min_length": 1, "pattern": r"\S"}
+_NOT_BLANK = r"\S"  # required strings: present and not only white space
 
 
 class Feature(BaseModel):
@@ -37,12 +37,12 @@ class SubmittedJob(BaseModel):
 
     model_config = ConfigDict(extra="allow", title="VideoJobSubmitted")
 
-    jobId: str = Field(description=f"idempotency key: one outcome per jobId; at most {reasons.MAX_JOB_ID_BYTES} "  # type: ignore[arg-type]
-                                   "bytes as UTF-8", max_length=reasons.MAX_JOB_ID_BYTES,
-                       examples=["550e8400-e29b-41d4-a716-446655440000"], **_REQUIRED)
-    userId: str = Field(examples=["user-123"], **_REQUIRED)  # type: ignore[arg-type]
-    prompt: str = Field(description="never logged by the router",  # type: ignore[arg-type]
-                        examples=["A corgi surfing on a beach at sunset"], **_REQUIRED)
+    jobId: str = Field(description=f"idempotency key: one outcome per jobId; at most {reasons.MAX_JOB_ID_BYTES} "
+                                   "bytes as UTF-8", min_length=1, max_length=reasons.MAX_JOB_ID_BYTES,
+                       pattern=_NOT_BLANK, examples=["550e8400-e29b-41d4-a716-446655440000"])
+    userId: str = Field(min_length=1, pattern=_NOT_BLANK, examples=["user-123"])
+    prompt: str = Field(description="never logged by the router", min_length=1, pattern=_NOT_BLANK,
+                        examples=["A corgi surfing on a beach at sunset"])
     lengthSec: float | None = Field(None, ge=reasons.MIN_LENGTH_SEC, le=reasons.MAX_LENGTH_SEC, examples=[8],
                                     description="a JSON number; a numeric string is rejected")
     resolution: str | None = Field(None, examples=["720p", "1080p"])
@@ -83,7 +83,7 @@ class RoutedDetail(_Outbound):
     provider: str = Field(examples=["fal"])
     model: str = Field(examples=["wan-i2v"])
     queue: str = Field(description="queue name, not URL", examples=["FalJobQueue"])
-    routedBy: Literal["RoutingManager"] = ROUTED_BY
+    routedBy: Literal["RoutingManager"] = "RoutingManager"
 
 
 class RejectedDetail(_Outbound):

@@ -143,7 +143,7 @@ def route_cfn_state_machines() -> None:
             if machine.name == resource_name or machine.arn == resource_name:
                 backend.delete_state_machine(machine.arn)
 
-    models.StateMachine.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment]
+    models.StateMachine.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment,arg-type]
     models.StateMachine.delete_from_cloudformation_json = classmethod(delete)  # type: ignore[method-assign,assignment]
 
 
@@ -171,7 +171,7 @@ def deliver_events_to_step_functions() -> None:
         state_machines = [t for t in self.targets if parse_arn(t["Arn"]).service == "states"]
         others = copy.copy(self)  # moto raises NotImplementedError on targets it does not deliver
         others.targets = [t for t in self.targets if parse_arn(t["Arn"]).service in ("logs", "events", "sqs")]
-        original(others, original_event, transform_input)
+        original(others, original_event, transform_input)  # type: ignore[arg-type]
         if not state_machines or not self.event_pattern.matches_event(original_event):
             return
         for target in state_machines:
@@ -189,7 +189,7 @@ def deliver_events_to_step_functions() -> None:
                 UNDELIVERED.append(Undelivered(target["Arn"], envelope, str(exc), _dead_letter(self, target, envelope,
                                                                                               exc)))
 
-    models.Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
+    models.Rule.send_to_targets = send_to_targets  # type: ignore[method-assign,assignment]
 
 
 def _aws_envelope(event: dict[str, Any]) -> dict[str, Any]:
@@ -217,7 +217,7 @@ def _dead_letter(rule: Any, target: dict[str, Any], envelope: dict[str, Any], ex
     dlq = (target.get("DeadLetterConfig") or {}).get("Arn")
     if not dlq:
         return False
-    from moto.sqs import sqs_backends
+    from moto.sqs.models import sqs_backends
 
     queue = dlq.split(":")[-1]
     try:
@@ -330,7 +330,7 @@ def compress_retry_waits(scale: float) -> None:
 
     _scaled_time.scale = scale
     if _once("retry_waits"):
-        retrier_decl.time = _scaled_time  # type: ignore[assignment]
+        retrier_decl.time = _scaled_time  # type: ignore[assignment,attr-defined]
 
 
 # --- interpreter clients ----------------------------------------------------------------
@@ -398,7 +398,7 @@ def parse_each_definition_once() -> None:
         _fix_heap_keys(program, EvalComponent, set())
         return program, tree
 
-    asl_parser.AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign,assignment]
+    asl_parser.AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign]
 
 
 def _fix_heap_keys(value: Any, component_type: type, seen: set[int]) -> None:
@@ -406,7 +406,7 @@ def _fix_heap_keys(value: Any, component_type: type, seen: set[int]) -> None:
         return
     seen.add(id(value))
     if isinstance(value, component_type):
-        _ = value.heap_key
+        _ = value.heap_key  # type: ignore[attr-defined]
     if isinstance(value, (list, tuple, set)):
         children: Any = value
     elif isinstance(value, dict):
@@ -447,9 +447,9 @@ def parse_each_json_path_once() -> None:
     import jsonpath_ng.ext
     from moto.stepfunctions.parser.asl.utils import json_path
 
-    json_path.parse = functools.lru_cache(maxsize=4096)(json_path.parse)  # type: ignore[assignment]
+    json_path.parse = functools.lru_cache(maxsize=4096)(json_path.parse)  # type: ignore[attr-defined]
     # moto.events imports it inside the function, from the module, on every call.
-    jsonpath_ng.ext.parse = functools.lru_cache(maxsize=4096)(jsonpath_ng.ext.parse)
+    jsonpath_ng.ext.parse = functools.lru_cache(maxsize=4096)(jsonpath_ng.ext.parse)  # type: ignore[attr-defined]
 
 
 # --- SQS queue depth --------------------------------------------------------------------
@@ -611,7 +611,8 @@ def failure_causes_as_text() -> None:
 
     def textual(self: Any, env: Any, ex: Exception) -> Any:
         failure = from_error(self, env, ex)
-        details = failure.event_details.get("taskFailedEventDetails") or {}
+        event_details: dict[str, Any] = dict(failure.event_details or {})
+        details = event_details.get("taskFailedEventDetails") or {}  # the event's own dict: changed in place
         if "cause" in details and not isinstance(details["cause"], str):
             details["cause"] = to_json_str(details["cause"])
         return failure

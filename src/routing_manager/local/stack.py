@@ -226,7 +226,7 @@ def _create_event_tap(session: Any, endpoint_url: str | None, bus: str, stack_na
     sqs = session.client("sqs", region_name=REGION, endpoint_url=endpoint_url)
     events = session.client("events", region_name=REGION, endpoint_url=endpoint_url)
     name = TAP_QUEUE if stack_name == STACK_NAME else f"{stack_name}-event-tap"
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    url: str = sqs.create_queue(QueueName=name)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events.put_rule(Name="routing-manager-event-tap", EventBusName=bus,
                     EventPattern=json.dumps({"source": ["routing.manager"]}))
