@@ -10,7 +10,7 @@ export AWS_ACCESS_KEY_ID ?= testing
 export AWS_SECRET_ACCESS_KEY ?= testing
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup test unit differential lint demo bench bench-record schemas lock graph clean
+.PHONY: setup test unit differential test-without-speedups lint demo bench bench-record schemas lock graph clean
 
 setup: $(BIN)/.installed $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed $(ASL_TOOLS)/.installed
 
@@ -50,6 +50,10 @@ unit: $(BIN)/.installed
 # Every workflow path on the local stack, run again on a second ASL interpreter (also in `make test`).
 differential: setup
 	$(BIN)/pytest tests/differential
+
+# The workflow suites with the local stack's speed-ups off (the gap adapters only): slower, same results.
+test-without-speedups: setup
+	ROUTING_MANAGER_LOCAL_SPEEDUPS=0 $(BIN)/pytest tests/workflow tests/differential tests/unit/test_moto_adapters.py
 
 demo: $(BIN)/.installed
 	$(BIN)/routing-manager local run events/

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from collections.abc import Iterator
 
 import boto3
 import pytest
@@ -15,6 +17,21 @@ from routing_manager.local import moto_adapters
 from routing_manager.local.stack import mocked_aws
 
 pytestmark = pytest.mark.local_stack
+needs_compressed_waits = pytest.mark.skipif(
+    os.environ.get(moto_adapters.SPEED_UPS_ENV) == "0",
+    reason="speed-ups off: retry waits are real, and this test would wait minutes")
+
+
+@pytest.fixture(autouse=True)
+def adapters(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every adapter for the test, and none after it (a stack another module deployed may have left
+    them installed process-wide: that is undone first). `own_adapters` tests apply their own."""
+    moto_adapters.uninstall()
+    if request.node.get_closest_marker("own_adapters"):
+        yield
+        return
+    with moto_adapters.adapted():
+        yield
 
 
 def test_definition_substitutions_become_a_join_keeping_context_paths() -> None:
@@ -57,7 +74,6 @@ def _wait(arn: str) -> dict:  # type: ignore[type-arg]
 
 
 def test_cfn_state_machines_execute_and_events_start_them() -> None:
-    moto_adapters.install()
     with mocked_aws():
         arn = _machine({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
         events = boto3.client("events", region_name="us-east-1")
@@ -74,7 +90,6 @@ def test_cfn_state_machines_execute_and_events_start_them() -> None:
 
 
 def test_lambda_errors_come_back_as_aws_reports_them() -> None:
-    moto_adapters.install()
     with mocked_aws():
         # No client-side retries, as the interpreter's own client: boto3 would retry the throttle.
         lam = boto3.client("lambda", region_name="us-east-1",
@@ -102,18 +117,46 @@ def test_lambda_errors_come_back_as_aws_reports_them() -> None:
             moto_adapters.IN_PROCESS.pop(arn)
 
 
-def test_retry_waits_are_compressed() -> None:
-    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+@needs_compressed_waits
+def test_retry_waits_are_compressed_yet_every_attempt_runs() -> None:
+    """Through moto: two retries of 2 s and 4 s take well under a second, and all three attempts run."""
+    with mocked_aws():
+        arn = _machine({"StartAt": "Read", "States": {"Read": {
+            "Type": "Task", "Resource": "arn:aws:states:::dynamodb:getItem", "End": True,
+            "Parameters": {"TableName": "missing", "Key": {"k": {"S": "x"}}},
+            "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 2, "MaxAttempts": 2}]}}})
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        started = time.monotonic()
+        execution = sfn.start_execution(stateMachineArn=arn, name="retried")["executionArn"]
+        assert _wait(execution)["status"] == "FAILED"
+        assert time.monotonic() - started < 1.0
+        history = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+        assert sum(e["type"] == "TaskScheduled" for e in history) == 3
 
-    moto_adapters.compress_retry_waits(0.001)
-    start = time.monotonic()
-    retrier_decl.time.sleep(2)
-    assert time.monotonic() - start < 0.5
-    moto_adapters.compress_retry_waits(0.01)
+
+@pytest.mark.own_adapters
+def test_patches_are_undone_after_the_block() -> None:
+    from moto.events.models import Rule
+    from moto.stepfunctions.parser.asl.component.program.program import Program
+
+    originals = (Rule.send_to_targets, Program.eval)
+    with moto_adapters.adapted():
+        assert (Rule.send_to_targets, Program.eval) != originals
+        with pytest.raises(RuntimeError, match="already applied"), moto_adapters.adapted():
+            pass
+    assert (Rule.send_to_targets, Program.eval) == originals
+
+
+@pytest.mark.own_adapters
+def test_speed_ups_can_be_left_out() -> None:
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    with moto_adapters.adapted(speed_ups=False):
+        definition = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
+        assert AmazonStateLanguageParser.parse(definition) is not AmazonStateLanguageParser.parse(definition)
 
 
 def test_definition_and_json_path_parses_are_reused() -> None:
-    moto_adapters.install()
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
     from moto.stepfunctions.parser.asl.utils import json_path
 
@@ -124,7 +167,6 @@ def test_definition_and_json_path_parses_are_reused() -> None:
 
 
 def test_concurrent_executions_of_one_shared_program_count_their_own_retries() -> None:
-    moto_adapters.install()
     with mocked_aws():
         arn = _machine({"StartAt": "Read", "States": {"Read": {
             "Type": "Task", "Resource": "arn:aws:states:::dynamodb:getItem", "End": True,
@@ -141,7 +183,6 @@ def test_concurrent_executions_of_one_shared_program_count_their_own_retries() -
 def test_concurrent_conditional_claims_have_exactly_one_winner() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    moto_adapters.install()
     with mocked_aws():
         ddb = boto3.client("dynamodb", region_name="us-east-1")
         ddb.create_table(TableName="t", KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
@@ -172,7 +213,6 @@ def test_concurrent_conditional_claims_have_exactly_one_winner() -> None:
 
 
 def test_queue_counts_in_one_pass_match_what_sqs_reports() -> None:
-    moto_adapters.install()
     with mocked_aws():
         sqs = boto3.client("sqs", region_name="us-east-1")
         url = sqs.create_queue(QueueName="depth")["QueueUrl"]
@@ -188,14 +228,12 @@ def test_queue_counts_in_one_pass_match_what_sqs_reports() -> None:
 
 
 def test_eventbridge_target_paths_are_parsed_once() -> None:
-    moto_adapters.install()
     import jsonpath_ng.ext
 
     assert jsonpath_ng.ext.parse("$.detail") is jsonpath_ng.ext.parse("$.detail")
 
 
 def test_executions_read_in_process_are_what_the_api_reports() -> None:
-    moto_adapters.install()
     with mocked_aws():
         arn = _machine({"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": {"ok": 1}, "End": True}}})
         sfn = boto3.client("stepfunctions", region_name="us-east-1")
@@ -213,7 +251,6 @@ def test_executions_read_in_process_are_what_the_api_reports() -> None:
 # --- AWS limits the local stack enforces over moto ----------------------------------------------------
 
 def test_a_task_input_over_256_kib_fails_the_execution_past_its_catch() -> None:
-    moto_adapters.install()
     with mocked_aws():
         url = boto3.client("sqs", region_name="us-east-1").create_queue(QueueName="big")["QueueUrl"]
         arn = _machine({"StartAt": "Send", "States": {
@@ -231,8 +268,8 @@ def test_a_task_input_over_256_kib_fails_the_execution_past_its_catch() -> None:
         assert (done["status"], done["error"]) == ("FAILED", "States.DataLimitExceeded")  # not caught
 
 
+@needs_compressed_waits
 def test_express_executions_time_out_after_five_minutes_of_retries() -> None:
-    moto_adapters.install()
     with mocked_aws():
         arn = _machine({"StartAt": "Read", "States": {"Read": {
             "Type": "Task", "Resource": "arn:aws:states:::dynamodb:getItem", "End": True,
@@ -247,7 +284,6 @@ def test_express_executions_time_out_after_five_minutes_of_retries() -> None:
 
 
 def test_restart_runs_an_execution_again_under_its_arn() -> None:
-    moto_adapters.install()
     with mocked_aws():
         arn = _machine({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
         sfn = boto3.client("stepfunctions", region_name="us-east-1")
@@ -260,7 +296,6 @@ def test_restart_runs_an_execution_again_under_its_arn() -> None:
 
 
 def test_put_events_refuses_an_entry_over_256_kib_and_sends_the_others() -> None:
-    moto_adapters.install()
     with mocked_aws():
         events = boto3.client("events", region_name="us-east-1")
         detail = json.dumps({"p": "x" * (256 * 1024 - 10)})  # with "s" and "d": 2 bytes over
@@ -271,7 +306,6 @@ def test_put_events_refuses_an_entry_over_256_kib_and_sends_the_others() -> None
 
 
 def test_sqs_messages_are_held_to_the_queue_size_in_bytes() -> None:
-    moto_adapters.install()
     with mocked_aws():
         sqs = boto3.client("sqs", region_name="us-east-1")
         default = sqs.create_queue(QueueName="default")["QueueUrl"]
@@ -286,7 +320,6 @@ def test_sqs_messages_are_held_to_the_queue_size_in_bytes() -> None:
 
 def test_dynamodb_holds_keys_and_items_to_their_limits() -> None:
     """moto enforces these itself: no adapter, but the workflow depends on them."""
-    moto_adapters.install()
     with mocked_aws():
         ddb = boto3.client("dynamodb", region_name="us-east-1")
         ddb.create_table(TableName="t", KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
@@ -300,6 +333,7 @@ def test_dynamodb_holds_keys_and_items_to_their_limits() -> None:
                             ExpressionAttributeValues={":a": {"S": "x" * 410_000}})
 
 
+@pytest.mark.own_adapters
 def test_another_moto_version_is_refused_with_what_to_do() -> None:
     moto_adapters.check_moto_version()  # the pinned one, installed by make setup
     with pytest.raises(moto_adapters.MotoVersionError,

@@ -45,29 +45,22 @@ AWS limits moto does not enforce (routing_manager.aws_limits has the numbers and
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
 import re
 import sys
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from unittest import mock
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
-_installed: set[str] = set()
-_install_lock = threading.Lock()
-
-
-def _once(name: str) -> bool:
-    with _install_lock:
-        if name in _installed:
-            return False
-        _installed.add(name)
-        return True
 
 
 # --- DefinitionSubstitutions ------------------------------------------------------------
@@ -111,14 +104,12 @@ def definition_substitutions_as_join(template: dict[str, Any]) -> dict[str, Any]
 
 # --- CloudFormation state machines -> the executing backend ----------------------------
 
-def route_cfn_state_machines() -> None:
+def route_cfn_state_machines(patches: contextlib.ExitStack) -> None:
     """Create CloudFormation's state machines in the parser backend, the one that executes.
 
     moto's StateMachine.create_from_cloudformation_json writes to `stepfunctions_backends`,
     while the API (with execute_state_machine on) reads `stepfunctions_parser_backends`.
     """
-    if not _once("cfn_state_machines"):
-        return
     from moto.stepfunctions import models
     from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
@@ -143,20 +134,18 @@ def route_cfn_state_machines() -> None:
             if machine.name == resource_name or machine.arn == resource_name:
                 backend.delete_state_machine(machine.arn)
 
-    models.StateMachine.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment,arg-type]
-    models.StateMachine.delete_from_cloudformation_json = classmethod(delete)  # type: ignore[method-assign,assignment]
+    for name, method in (("create_from_cloudformation_json", create), ("delete_from_cloudformation_json", delete)):
+        patches.enter_context(mock.patch.object(models.StateMachine, name, classmethod(method)))
 
 
 # --- EventBridge -> Step Functions ------------------------------------------------------
 
-def deliver_events_to_step_functions() -> None:
+def deliver_events_to_step_functions(patches: contextlib.ExitStack) -> None:
     """Start an execution for each matching rule target that is a state machine.
 
     As AWS does: the input is the whole event envelope, the execution name is unique,
     and when StartExecution fails the event goes to the target's dead-letter queue.
     """
-    if not _once("events_to_sfn"):
-        return
     from moto.events import models
     from moto.stepfunctions.parser.models import stepfunctions_parser_backends
     from moto.utilities.arns import parse_arn
@@ -189,7 +178,7 @@ def deliver_events_to_step_functions() -> None:
                 UNDELIVERED.append(Undelivered(target["Arn"], envelope, str(exc), _dead_letter(self, target, envelope,
                                                                                               exc)))
 
-    models.Rule.send_to_targets = send_to_targets  # type: ignore[method-assign,assignment]
+    patches.enter_context(mock.patch.object(models.Rule, "send_to_targets", send_to_targets))
 
 
 def _aws_envelope(event: dict[str, Any]) -> dict[str, Any]:
@@ -267,14 +256,12 @@ class _Context:
 IN_PROCESS: dict[str, InProcessFunction] = {}
 
 
-def invoke_lambdas_in_process() -> None:
+def invoke_lambdas_in_process(patches: contextlib.ExitStack) -> None:
     """Run registered functions' real handlers when moto's Lambda is invoked.
 
     A handler exception comes back as AWS returns it (FunctionError Unhandled with
     errorType/errorMessage), so Step Functions sees the same error names as on AWS.
     """
-    if not _once("lambda_in_process"):
-        return
     from moto.awslambda import models
     from moto.core.exceptions import JsonRESTError
 
@@ -301,7 +288,7 @@ def invoke_lambdas_in_process() -> None:
                                "stackTrace": traceback.format_tb(exc.__traceback__)[-3:]}).encode()
         return json.dumps(result).encode()
 
-    models.LambdaFunction.invoke = invoke  # type: ignore[method-assign]
+    patches.enter_context(mock.patch.object(models.LambdaFunction, "invoke", invoke))
 
 
 # --- Retry waits ------------------------------------------------------------------------
@@ -324,13 +311,12 @@ class _ScaledTime:
 _scaled_time = _ScaledTime()
 
 
-def compress_retry_waits(scale: float) -> None:
+def compress_retry_waits(patches: contextlib.ExitStack, scale: float = 0.01) -> None:
     """Keep every Retry's attempts and order but wait `scale` times as long (1.0 = as AWS)."""
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
-    _scaled_time.scale = scale
-    if _once("retry_waits"):
-        retrier_decl.time = _scaled_time  # type: ignore[assignment,attr-defined]
+    patches.enter_context(mock.patch.object(_scaled_time, "scale", scale))
+    patches.enter_context(mock.patch.object(retrier_decl, "time", _scaled_time))
 
 
 # --- interpreter clients ----------------------------------------------------------------
@@ -342,14 +328,12 @@ _CLIENT_USERS = [
 ]
 
 
-def reuse_interpreter_clients() -> None:
+def reuse_interpreter_clients(patches: contextlib.ExitStack) -> None:
     """Share one client per (region, service, transport) instead of one per task call.
 
     Creating a boto3 client costs tens of milliseconds of CPU; an execution makes about ten
     calls, and under the GIL that capped the local stack at a few jobs per second.
     Clients are thread-safe, and these carry no per-call state (dummy credentials)."""
-    if not _once("interpreter_clients"):
-        return
     import importlib
 
     from moto.core.models import botocore_stubber
@@ -370,20 +354,18 @@ def reuse_interpreter_clients() -> None:
         return client
 
     for name in _CLIENT_USERS:
-        importlib.import_module(name).boto_client_for = shared_client  # type: ignore[attr-defined]
+        patches.enter_context(mock.patch.object(importlib.import_module(name), "boto_client_for", shared_client))
 
 
 # --- definition parsing -----------------------------------------------------------------
 
-def parse_each_definition_once() -> None:
+def parse_each_definition_once(patches: contextlib.ExitStack) -> None:
     """Parse each definition once and evaluate every execution of it with the same program.
 
     Parsing (ANTLR) and building the program from the tree were half of an execution's CPU.
     The program's components keep no per-execution state: retry counters and every value
     live in the execution's Environment (its heap and stack). The one lazy attribute, each
     component's heap key, is fixed before the program is shared, so threads agree on it."""
-    if not _once("parse_once"):
-        return
     import functools
 
     from moto.stepfunctions.parser.asl.parse import asl_parser
@@ -398,7 +380,7 @@ def parse_each_definition_once() -> None:
         _fix_heap_keys(program, EvalComponent, set())
         return program, tree
 
-    asl_parser.AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign]
+    patches.enter_context(mock.patch.object(asl_parser.AmazonStateLanguageParser, "parse", staticmethod(parse)))
 
 
 def _fix_heap_keys(value: Any, component_type: type, seen: set[int]) -> None:
@@ -435,34 +417,31 @@ def warm_service_models(services: tuple[str, ...] = WORKFLOW_SERVICES) -> None:
 
 # --- JSONPath parsing -------------------------------------------------------------------
 
-def parse_each_json_path_once() -> None:
+def parse_each_json_path_once(patches: contextlib.ExitStack) -> None:
     """Cache parsed JSONPath expressions: jsonpath_ng builds a new ply LR parser for every
     parse; the interpreter parses each path each time it reads it, and EventBridge parses
     eight paths for every event it delivers to a queue (two thirds of a PutEvents). The
     parsed expressions are immutable (`find` does not change them), so sharing them is safe."""
-    if not _once("json_path_once"):
-        return
     import functools
 
     import jsonpath_ng.ext
     from moto.stepfunctions.parser.asl.utils import json_path
 
-    json_path.parse = functools.lru_cache(maxsize=4096)(json_path.parse)  # type: ignore[attr-defined]
-    # moto.events imports it inside the function, from the module, on every call.
-    jsonpath_ng.ext.parse = functools.lru_cache(maxsize=4096)(jsonpath_ng.ext.parse)  # type: ignore[attr-defined]
+    # moto.events imports jsonpath_ng.ext's inside the function, from the module, on every call.
+    for module in (json_path, jsonpath_ng.ext):
+        parse = module.parse
+        patches.enter_context(mock.patch.object(module, "parse", functools.lru_cache(maxsize=4096)(parse)))
 
 
 # --- SQS queue depth --------------------------------------------------------------------
 
-def count_queue_messages_in_one_pass() -> None:
+def count_queue_messages_in_one_pass(patches: contextlib.ExitStack) -> None:
     """Count a queue's visible, delayed and in-flight messages reading the clock once.
 
     moto reads the clock twice per message for each count, and computes all three counts on
     every SendMessage (it looks up one queue attribute through the property that builds
     them all): each send cost time in proportion to the queue's depth, and a 1,000-job run
     slowed down as its queues filled."""
-    if not _once("queue_counts"):
-        return
     from moto.core.utils import unix_time_millis
     from moto.sqs.models import Queue
 
@@ -478,14 +457,14 @@ def count_queue_messages_in_one_pass() -> None:
         now = unix_time_millis()
         return sum(1 for m in self._messages if not now > m.visible_at)
 
-    Queue.messages = property(messages)  # type: ignore[method-assign,assignment]
-    Queue.approximate_number_of_messages_delayed = property(delayed)  # type: ignore[method-assign,assignment]
-    Queue.approximate_number_of_messages_not_visible = property(not_visible)  # type: ignore[method-assign,assignment]
+    patches.enter_context(mock.patch.object(Queue, "messages", property(messages)))
+    patches.enter_context(mock.patch.object(Queue, "approximate_number_of_messages_delayed", property(delayed)))
+    patches.enter_context(mock.patch.object(Queue, "approximate_number_of_messages_not_visible", property(not_visible)))
 
 
 # --- DynamoDB write atomicity -----------------------------------------------------------
 
-def serialize_dynamodb_requests() -> None:
+def serialize_dynamodb_requests(patches: contextlib.ExitStack) -> None:
     """Make each DynamoDB request one atomic step, as DynamoDB is for an item.
 
     moto checks a ConditionExpression and then writes, with nothing in between stopping
@@ -493,8 +472,6 @@ def serialize_dynamodb_requests() -> None:
     both succeeded. Its responses also serialise items after the write returns, so the lock
     covers the whole request, reads included. One lock is coarser than DynamoDB's per-item
     ordering, and enough for a local stack."""
-    if not _once("dynamodb_writes"):
-        return
     from moto.dynamodb.responses import DynamoHandler
 
     lock = threading.RLock()
@@ -504,7 +481,7 @@ def serialize_dynamodb_requests() -> None:
         with lock:
             return original(self)
 
-    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+    patches.enter_context(mock.patch.object(DynamoHandler, "call_action", call_action))
 
 
 # --- reading executions -----------------------------------------------------------------
@@ -542,13 +519,11 @@ def _utf8_size(value: Any) -> int:
     return len(text.encode("utf-8", errors="surrogatepass"))
 
 
-def enforce_state_payload_quota() -> None:
+def enforce_state_payload_quota(patches: contextlib.ExitStack) -> None:
     """A Task's input after Parameters over 256 KiB fails with States.DataLimitExceeded (moto checks a
     state's output, not a task's parameters), and, as on AWS, no Retry or Catch matches that error:
     moto's States.ALL matched it, so a Catch could hide it. (States.Runtime stays catchable here: moto
     also raises it for integration errors it cannot name, which AWS reports as task errors.)"""
-    if not _once("state_payload_quota"):
-        return
     from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
     from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
@@ -592,16 +567,14 @@ def enforce_state_payload_quota() -> None:
             return
         matches(self, env)
 
-    StateTaskService._before_eval_execution = before_eval_execution  # type: ignore[method-assign]
-    ErrorEqualsDecl._eval_body = error_equals  # type: ignore[method-assign]
+    patches.enter_context(mock.patch.object(StateTaskService, "_before_eval_execution", before_eval_execution))
+    patches.enter_context(mock.patch.object(ErrorEqualsDecl, "_eval_body", error_equals))
 
 
-def failure_causes_as_text() -> None:
+def failure_causes_as_text(patches: contextlib.ExitStack) -> None:
     """A task failure's cause is a string on AWS (TaskFailedEventDetails.cause); moto put PutEvents'
     whole response (a dict) there for EventBridge.FailedEntry, and a Fail state's CausePath passed
     the dict on as the execution's cause. Found by the second interpreter (tests/differential)."""
-    if not _once("failure_causes"):
-        return
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_events import (
         StateTaskServiceEvents,
     )
@@ -617,14 +590,12 @@ def failure_causes_as_text() -> None:
             details["cause"] = to_json_str(details["cause"])
         return failure
 
-    StateTaskServiceEvents._from_error = textual  # type: ignore[method-assign]
+    patches.enter_context(mock.patch.object(StateTaskServiceEvents, "_from_error", textual))
 
 
-def run_express_machines_as_express() -> None:
+def run_express_machines_as_express(patches: contextlib.ExitStack) -> None:
     """moto records a machine's type but runs every execution as STANDARD (StateMachine.sm_type is
     fixed at "STANDARD"): the EXPRESS limits below would never apply."""
-    if not _once("express_type"):
-        return
     from moto.stepfunctions.models import StateMachine
 
     init = StateMachine.__init__
@@ -633,14 +604,12 @@ def run_express_machines_as_express() -> None:
         init(self, *args, **kwargs)
         self.sm_type = self.type
 
-    StateMachine.__init__ = state_machine_init  # type: ignore[method-assign]
+    patches.enter_context(mock.patch.object(StateMachine, "__init__", state_machine_init))
 
 
-def enforce_express_time_limit() -> None:
+def enforce_express_time_limit(patches: contextlib.ExitStack) -> None:
     """An EXPRESS execution still running after five minutes ends TIMED_OUT. Its clock is the real time
     plus the Retry waits compress_retry_waits skipped, so compressed tests time out where AWS would."""
-    if not _once("express_time_limit"):
-        return
     from moto.stepfunctions.parser.api import StateMachineType
     from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
     from moto.stepfunctions.parser.asl.component.program.program import Program
@@ -665,7 +634,7 @@ def enforce_express_time_limit() -> None:
                 break
         _scaled_time.skipped.pop(worker.ident or 0, None)
 
-    Program.eval = eval_  # type: ignore[method-assign]
+    patches.enter_context(mock.patch.object(Program, "eval", eval_))
 
 
 def allow_deep_json(depth: int = 2_000) -> None:
@@ -687,10 +656,8 @@ def restart_execution(execution_arn: str) -> None:
     backend.start_execution(machine.arn, name=execution.name, execution_input=json.dumps(execution.input_data))
 
 
-def enforce_event_entry_size() -> None:
+def enforce_event_entry_size(patches: contextlib.ExitStack) -> None:
     """A PutEvents entry over 256 KiB fails (its result entry carries the error; the others go on)."""
-    if not _once("event_entry_size"):
-        return
     from moto.events.models import EventsBackend
 
     from routing_manager.aws_limits import EVENTBRIDGE_ENTRY_BYTES
@@ -708,14 +675,12 @@ def enforce_event_entry_size() -> None:
                  "ErrorMessage": f"Total size of the entry is over {EVENTBRIDGE_ENTRY_BYTES} bytes."}
                 for e in events]
 
-    EventsBackend.put_events = put_events  # type: ignore[method-assign]
+    patches.enter_context(mock.patch.object(EventsBackend, "put_events", put_events))
 
 
-def enforce_sqs_message_size() -> None:
+def enforce_sqs_message_size(patches: contextlib.ExitStack) -> None:
     """A message (body and attributes, in bytes) over the queue's MaximumMessageSize is refused; a queue
     that does not set it allows 256 KiB, as on AWS (moto allows 1 MiB and counts characters)."""
-    if not _once("sqs_message_size"):
-        return
     from moto.sqs.exceptions import InvalidParameterValue
     from moto.sqs.models import Queue, SQSBackend
 
@@ -742,8 +707,8 @@ def enforce_sqs_message_size() -> None:
                                         f"than {limit} bytes.")
         return send(self, queue_name, message_body, message_attributes, *args, **kwargs)
 
-    Queue.__init__ = queue_init  # type: ignore[method-assign]
-    SQSBackend.send_message = send_message  # type: ignore[method-assign]
+    patches.enter_context(mock.patch.object(Queue, "__init__", queue_init))
+    patches.enter_context(mock.patch.object(SQSBackend, "send_message", send_message))
 
 
 PINNED_MOTO = "5.2.5"
@@ -763,22 +728,63 @@ def check_moto_version(installed: str | None = None) -> None:
             f"reinstall with `make setup`, or re-check every adapter (docs/LOCAL_STACK.md) before moving the pin")
 
 
-def install(retry_scale: float = 0.01) -> None:
+# What fills a gap between moto and AWS: the local stack is wrong without it.
+GAPS: tuple[Callable[[contextlib.ExitStack], None], ...] = (
+    route_cfn_state_machines, deliver_events_to_step_functions, invoke_lambdas_in_process,
+    serialize_dynamodb_requests, failure_causes_as_text, run_express_machines_as_express,
+    enforce_state_payload_quota, enforce_express_time_limit, enforce_event_entry_size, enforce_sqs_message_size,
+)
+# What only makes it faster: ROUTING_MANAGER_LOCAL_SPEEDUPS=0 runs without them (and slowly: retry
+# waits as long as on AWS, a parse and a client per call).
+SPEED_UPS: tuple[Callable[[contextlib.ExitStack], None], ...] = (
+    compress_retry_waits, count_queue_messages_in_one_pass, parse_each_json_path_once, parse_each_definition_once,
+    reuse_interpreter_clients,
+)
+SPEED_UPS_ENV = "ROUTING_MANAGER_LOCAL_SPEEDUPS"
+
+
+@contextlib.contextmanager
+def adapted(speed_ups: bool | None = None,
+            without: tuple[Callable[[contextlib.ExitStack], None], ...] = ()) -> Iterator[None]:
+    """moto with the adapters applied for the block, every patch undone after it. Not nested: a second
+    application would wrap moto's methods twice (two executions per event)."""
+    global _applied
     check_moto_version()
-    serialize_dynamodb_requests()
-    count_queue_messages_in_one_pass()
-    parse_each_json_path_once()
-    warm_service_models()
-    parse_each_definition_once()
-    reuse_interpreter_clients()
-    route_cfn_state_machines()
-    deliver_events_to_step_functions()
-    invoke_lambdas_in_process()
-    compress_retry_waits(retry_scale)
-    enforce_state_payload_quota()
-    failure_causes_as_text()
-    run_express_machines_as_express()
-    enforce_express_time_limit()
-    enforce_event_entry_size()
-    enforce_sqs_message_size()
-    allow_deep_json()
+    if _applied:
+        raise RuntimeError("the moto adapters are already applied (uninstall() or leave that block first)")
+    if speed_ups is None:
+        speed_ups = os.environ.get(SPEED_UPS_ENV, "1") != "0"
+    with contextlib.ExitStack() as patches:
+        for adapter in (*GAPS, *(SPEED_UPS if speed_ups else ())):
+            if adapter not in without:
+                adapter(patches)
+        allow_deep_json()
+        warm_service_models()
+        _applied = True
+        try:
+            yield
+        finally:
+            _applied = False
+
+
+_applied = False
+
+
+_installed: contextlib.ExitStack | None = None
+
+
+def install() -> None:
+    """The adapters on until uninstall(): for a process that is the local stack (local run, local up)
+    and the test fixtures that deploy it. Applying them twice would wrap moto twice, so it is once."""
+    global _installed
+    if _installed is None:
+        patches = contextlib.ExitStack()
+        patches.enter_context(adapted())
+        _installed = patches
+
+
+def uninstall() -> None:
+    global _installed
+    if _installed is not None:
+        _installed.close()
+        _installed = None
