@@ -18,7 +18,7 @@ from typing import Any
 
 from aws_lambda_powertools.logging import Logger
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
-from routing_core.engine import Engine, echo
+from routing_core.engine import Decision, Engine, echo
 from routing_core.loading import DEFAULT_TABLE, load_table
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "routing-manager"))
@@ -30,7 +30,7 @@ _OUTCOME_METRIC = {"route": "routed", "reject": "rejected"}
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+def lambda_handler(event: Any, context: Any) -> Decision:
     payload = event if isinstance(event, dict) else {}
     detail = payload.get("detail")
     job_id = detail.get("jobId") if isinstance(detail, dict) else None

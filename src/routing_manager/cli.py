@@ -279,7 +279,8 @@ def publish(
                                on_progress=lambda n: progress.advance(task, n))
     for r in results:
         if as_json:
-            out.print(json.dumps({"origin": r.origin, "jobId": r.jobId, "eventId": r.eventId, "error": r.error}),
+            out.print(json.dumps({"origin": r.origin, "jobId": r.jobId, "outcome": r.outcome, "eventId": r.eventId,
+                                  "error": r.error}),
                       markup=False, highlight=False)
         elif r.ok:
             out.print(f"sent {_printable(r.origin)} jobId={_printable(r.jobId)} eventId={r.eventId}", markup=False,
@@ -287,8 +288,8 @@ def publish(
         else:
             job = f" jobId={_printable(r.jobId)}" if r.jobId is not None else ""
             err.print(f"error: {_printable(r.origin)}{job}: {_printable(r.error)}", markup=False, highlight=False)
-    invalid = sum(1 for r in results if r.error and r.error.startswith(("invalid job", "too large")))
-    unsent = sum(1 for r in results if not r.ok) - invalid
+    invalid = sum(1 for r in results if r.outcome == "invalid")
+    unsent = sum(1 for r in results if r.outcome == "not_sent")
     files = f", {bad_files} file{'s' * (bad_files != 1)} unreadable" if bad_files else ""
     err.print(f"{sum(r.ok for r in results)} sent, {invalid} invalid, {unsent} not sent{files}", highlight=False)
     if unsent:
@@ -400,7 +401,8 @@ def replay(
     if as_json:
         for c in done:
             out.print(json.dumps({"jobId": c.jobId, "source": c.source, "reason": c.reason,
-                                  "since": c.since.isoformat() if c.since else None, "action": c.action}),
+                                  "since": c.since.isoformat() if c.since else None, "outcome": c.outcome,
+                                  "action": c.action}),
                       markup=False, highlight=False)
     else:
         table_view = Table(title="replay" if yes else "replay (dry run)", title_justify="left")

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from routing_core.reasons import INVALID_LENGTH_RANGE
 
@@ -26,16 +26,20 @@ MAX_REQUEST_BYTES = EVENTBRIDGE_ENTRY_BYTES  # a request's entries together, as 
 RETRYABLE_CALL_ERRORS = {"ThrottlingException", "InternalException", "ServiceUnavailable", "InternalFailure"}
 
 
+PublishOutcome = Literal["sent", "invalid", "not_sent"]
+
+
 @dataclass
 class Published:
     origin: str
     jobId: Any
     eventId: str | None = None
     error: str | None = None
+    outcome: PublishOutcome = "not_sent"  # invalid: the contract refuses it; not_sent: AWS did not take it
 
     @property
     def ok(self) -> bool:
-        return self.eventId is not None
+        return self.outcome == "sent"
 
 
 def validation_error(detail: Any) -> str | None:
@@ -95,11 +99,12 @@ def publish_jobs(jobs: Iterable[Any], client: Any, event_bus: str | None = None,
         results.append(result)
         error = validation_error(detail)
         if error:
-            result.error = f"invalid job: {error}"
+            result.error, result.outcome = f"invalid job: {error}", "invalid"
             continue
         entry = put_events_entry(detail, event_bus)
         if entry_size(entry) > MAX_REQUEST_BYTES:
             result.error = f"too large: {entry_size(entry)} bytes, PutEvents takes at most {MAX_REQUEST_BYTES}"
+            result.outcome = "invalid"
             continue
         pending.append((result, entry))
 
@@ -128,7 +133,7 @@ def publish_jobs(jobs: Iterable[Any], client: Any, event_bus: str | None = None,
             retry = []
             for (result, entry), answer in zip(batch, answers, strict=True):
                 if answer.get("EventId"):
-                    result.eventId, result.error = answer["EventId"], None
+                    result.eventId, result.error, result.outcome = answer["EventId"], None, "sent"
                     if on_progress:
                         on_progress(1)
                 elif attempt < max_attempts:

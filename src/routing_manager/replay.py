@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from routing_manager.events import put_events_entry
 
 STALE_CLAIM_REASON = "state_error:stale_claim"
+ReplayOutcome = Literal["replayed", "would_replay", "not_replayable", "done", "skipped", "not_sent"]
 DONE = ("ROUTED", "REJECTED")
 
 
@@ -30,7 +31,8 @@ class Candidate:
     claimedBy: str | None = None
     status: str | None = None  # the record's status when the candidate came from a queue
     messages: list[tuple[str, str]] = field(default_factory=list)  # (queue URL, receipt handle)
-    action: str = ""
+    action: str = ""  # what happened, for a person
+    outcome: ReplayOutcome | None = None  # what happened, for a script
     problem: str | None = None  # why what was stored cannot be replayed
 
     @property
@@ -181,15 +183,19 @@ def replay(candidates: list[Candidate], ddb: Any, sqs: Any, events: Any, table: 
         if c.status in DONE:  # only queue messages can be behind a finished job
             if yes:
                 _delete(sqs, c.messages)
+            c.outcome = "done"
             c.action = f"already {c.status.lower()}: " + ("message removed" if yes else "skip")
             continue
         if c.event is None:
+            c.outcome = "not_replayable"
             c.action = f"not replayable: {c.problem or 'no event stored'}" + (" (message kept)" if c.messages else "")
             continue
         if (refused := _over_contract_limits(c.event)) is not None:
+            c.outcome = "not_replayable"
             c.action = f"not replayable: {refused} (over the contract's limits, it can only be rejected; messages kept)"
             continue
         if not yes:
+            c.outcome = "would_replay"
             c.action = "would release claim and replay" if c.source == "stale-claim" else "would replay"
             continue
         if c.source == "stale-claim":
@@ -206,13 +212,16 @@ def replay(candidates: list[Candidate], ddb: Any, sqs: Any, events: Any, table: 
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise
+                c.outcome = "skipped"
                 c.action = "claim moved on meanwhile: skipped"
                 continue
         answer = events.put_events(Entries=[put_events_entry(c.event["detail"], event_bus)])["Entries"][0]
         if answer.get("EventId"):
             _delete(sqs, c.messages)
+            c.outcome = "replayed"
             c.action = f"replayed as {answer['EventId']}"
         else:
+            c.outcome = "not_sent"
             c.action = f"not sent: {answer.get('ErrorCode')} (messages kept)"
     return candidates
 

@@ -24,7 +24,7 @@ from routing_manager.local import moto_adapters
 from routing_manager.local import stack as local_stack
 from routing_manager.local.stack import LocalStack
 from tests.reliability.faults import FAILED_ENTRY, Fault, error, inject
-from tests.workflow.conftest import deploy_routing_on_credits, job, submit
+from tests.support import deploy_routing_on_credits, job, submit
 
 REPLAY = project.ROOT / "tools" / "asl" / "differential.js"
 INSTALLED = project.ROOT / "tools" / "asl" / "node_modules" / "aws-local-stepfunctions"

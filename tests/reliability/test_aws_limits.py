@@ -18,7 +18,7 @@ from routing_manager.local import moto_adapters
 from routing_manager.local.stack import LocalStack, execution_arns, wait_for_executions
 from routing_manager.publish import entry_size
 from tests.reliability.faults import Fault, error, inject
-from tests.workflow.conftest import body, events_for, job, messages_for, submit
+from tests.support import body, events_for, job, messages_for, submit
 
 FOREVER = 50
 

@@ -11,7 +11,7 @@ import pytest
 from routing_core.reasons import MAX_DETAIL_BYTES, MAX_DETAIL_DEPTH, MAX_JOB_ID_BYTES
 
 from routing_manager.local.stack import LocalStack
-from tests.workflow.conftest import job, submit
+from tests.support import job, submit
 
 ROUTE, FAL, REPLICATE = "ROUTED", "fal", "replicate"
 JUNK = [None, "", "   ", 0, -1, 1.5, True, False, [], ["x"], {}, {"a": {"b": [1, {"c": None}]}}]

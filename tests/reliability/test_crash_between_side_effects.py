@@ -3,7 +3,6 @@ per job except in the window between EnqueueJob and MarkRouted, measured here.""
 
 from __future__ import annotations
 
-import statistics
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from typer.testing import CliRunner
 from routing_manager.cli import app
 from routing_manager.local.stack import LocalStack, execution_arns, wait_for_executions
 from tests.reliability.faults import Fault, inject
-from tests.workflow.conftest import events_for, job, messages_for, submit
+from tests.support import events_for, job, messages_for, submit
 
 # The crashes kill execution threads on purpose; pytest would report each as a warning.
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
@@ -80,17 +79,3 @@ def test_crash_after_mark_loses_nothing_and_replays_nothing(fresh_stack: LocalSt
     assert fresh_stack.record(detail["jobId"])["status"] == "ROUTED"  # type: ignore[index]
     assert len(messages_for(fresh_stack, "FalJobQueueUrl", detail["jobId"])) == 1
     assert events_for(fresh_stack, detail["jobId"]) == []  # the announcement died with it: the record is the truth
-
-
-def test_measure_the_enqueue_to_mark_window(stack: LocalStack) -> None:
-    results = submit(stack, *[job() for _ in range(20)])
-    sfn = stack.client("stepfunctions")
-    windows = []
-    for result in results:
-        history = sfn.get_execution_history(executionArn=result.executionArn, maxResults=1000)["events"]
-        exited = {e["stateExitedEventDetails"]["name"]: e["timestamp"]
-                  for e in history if "stateExitedEventDetails" in e}
-        windows.append((exited["MarkRouted"] - exited["EnqueueJob"]).total_seconds() * 1000)
-    median = statistics.median(windows)
-    print(f"enqueue-to-mark window on the local stack: median {median:.1f} ms, max {max(windows):.1f} ms")
-    assert 0 < median < 1000

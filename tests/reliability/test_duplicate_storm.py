@@ -8,7 +8,7 @@ from routing_manager.events import SubmittedEvent
 from routing_manager.local import runner
 from routing_manager.local.stack import LocalStack, execution_arns, wait_for_executions
 from tests.reliability.checker import as_json, check
-from tests.workflow.conftest import job
+from tests.support import job
 
 JOBS, DELIVERIES = 50, 10
 

@@ -15,7 +15,7 @@ from moto.sqs.models import SQSBackend
 
 from routing_manager.local.stack import LocalStack
 from tests.reliability.faults import FAILED_ENTRY, Fault, error, inject
-from tests.workflow.conftest import body, events_for, job, messages_for, submit
+from tests.support import body, events_for, job, messages_for, submit
 
 FOREVER = 50
 

@@ -129,7 +129,7 @@ def test_checkov_passes_with_every_skip_justified(which: str, packaged: tuple[di
 
 def test_sentinel_prompt_never_reaches_a_log_line(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
     from routing_manager.local import stack as local_stack
-    from tests.workflow.conftest import job, submit
+    from tests.support import job, submit
 
     sentinel = "SENTINEL-7c1e: my address is 1 Private Lane"
     deployed = local_stack.deploy_unique()  # imported now: its logs go where this test can read them

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from routing_manager.local.stack import LocalStack
-from tests.workflow.conftest import job, submit
+from tests.support import job, submit
 
 
 def _datapoints(stack: LocalStack, metric: str, dimensions: list[dict[str, str]] | None = None) -> float:

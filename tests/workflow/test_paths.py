@@ -10,7 +10,7 @@ from routing_core.contract import JobRecord
 
 from routing_manager import project
 from routing_manager.local.stack import LocalStack
-from tests.workflow.conftest import (
+from tests.support import (
     body,
     credits_table,
     deploy_routing_on_credits,

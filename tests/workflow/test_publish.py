@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from routing_manager.cli import app
 from routing_manager.local.stack import LocalStack, execution_arns, wait_for_executions
 from routing_manager.publish import MAX_REQUEST_BYTES, publish_jobs
-from tests.workflow.conftest import job
+from tests.support import job
 
 
 class CountingClient:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from routing_manager.cli import app
 from routing_manager.local.stack import LocalStack, execution_arns, wait_for_executions
-from tests.workflow.conftest import job, messages_for, submit
+from tests.support import job, messages_for, submit
 
 
 def replay_cli(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, *args: str) -> list[dict]:  # type: ignore[type-arg]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
 from routing_core import limits, reasons
 
@@ -23,6 +23,21 @@ _WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u200
                "\u2028\u2029\u202f\u205f\u3000"
 
 Check = Callable[["Job"], "str | None"]  # None when satisfied, else why not
+
+
+class Decision(TypedDict):
+    """What the rules Lambda answers and the workflow branches on."""
+
+    outcome: Literal["route", "reject", "read_credits"]
+    provider: str | None
+    model: str | None
+    queue: str | None  # the queue's name, for records and events
+    queueUrl: str | None  # where EnqueueJob sends it
+    reason: str | None  # a reason code when rejected
+    rule: str | None  # the rule that decided ("validate" for the contract's checks)
+    explanation: list[dict[str, Any]]  # every rule tried, and why it matched or not
+    submittedDetail: NotRequired[str]  # the detail as compact JSON ("" when over the limits)
+    userId: NotRequired[str]  # read_credits: whose balance to read
 
 
 class Job:
@@ -157,7 +172,7 @@ class Engine:
 
         self.uses_credits = any(rule["when"].get("minCredits") is not None for rule in table["rules"])
 
-    def decide(self, detail: Any, credit_balance: Any = None) -> dict[str, Any]:
+    def decide(self, detail: Any, credit_balance: Any = None) -> Decision:
         """The decision; `submittedDetail` is the detail as compact JSON, "" when over the contract's limits."""
         explanation: list[dict[str, Any]] = []
         if not isinstance(detail, dict):
@@ -169,15 +184,15 @@ class Engine:
         decision["submittedDetail"] = text
         return decision
 
-    def read_credits_first(self, decision: dict[str, Any], detail: dict[str, Any]) -> dict[str, Any]:
+    def read_credits_first(self, decision: Decision, detail: dict[str, Any]) -> Decision:
         """Ask the workflow for the user's balance when the table routes on credits (never twice)."""
         explanation = [*decision["explanation"], {"rule": "credits", "matched": False,
                                                   "why": "a rule needs the credit balance: read it, then decide"}]
         return {"outcome": "read_credits", "provider": None, "model": None, "queue": None, "queueUrl": None,
                 "reason": None, "rule": "credits", "explanation": explanation, "userId": detail["userId"],
-                "submittedDetail": decision["submittedDetail"]}
+                "submittedDetail": decision.get("submittedDetail", "")}
 
-    def _decide(self, detail: dict[str, Any], credit_balance: Any, explanation: list[dict[str, Any]]) -> dict[str, Any]:
+    def _decide(self, detail: dict[str, Any], credit_balance: Any, explanation: list[dict[str, Any]]) -> Decision:
         for field in reasons.REQUIRED_FIELDS:
             value = detail.get(field)
             if not isinstance(value, str) or not value.strip(_WHITE_SPACE):
@@ -216,7 +231,7 @@ class Engine:
             return _route(provider_name, provider, model, name, explanation)
         return _reject(reasons.NO_ROUTE, None, explanation, None)
 
-    def _explicit(self, requested: Any, key: Any, explanation: list[dict[str, Any]]) -> dict[str, Any]:
+    def _explicit(self, requested: Any, key: Any, explanation: list[dict[str, Any]]) -> Decision:
         provider = self.providers.get(key) if isinstance(key, str) else None
         if provider is None or not provider["enabled"]:
             state = "disabled" if provider else "unknown"
@@ -235,7 +250,7 @@ def _first_failure(checks: list[Check], job: Job) -> str | None:
 
 
 def _route(name: str, provider: Mapping[str, Any], model: str, rule: str,
-           explanation: list[dict[str, Any]], why: str | None = None) -> dict[str, Any]:
+           explanation: list[dict[str, Any]], why: str | None = None) -> Decision:
     if why is not None:
         explanation.append({"rule": rule, "matched": True, "why": why})
     if not provider["queueUrl"]:
@@ -245,7 +260,7 @@ def _route(name: str, provider: Mapping[str, Any], model: str, rule: str,
             "queueUrl": provider["queueUrl"], "reason": None, "rule": rule, "explanation": explanation}
 
 
-def _reject(reason: str, rule: str | None, explanation: list[dict[str, Any]], why: str | None) -> dict[str, Any]:
+def _reject(reason: str, rule: str | None, explanation: list[dict[str, Any]], why: str | None) -> Decision:
     if why is not None:
         explanation.append({"rule": rule, "matched": False, "why": why})
     return {"outcome": "reject", "provider": None, "model": None, "queue": None, "queueUrl": None,

@@ -1,10 +1,9 @@
-"""Workflow tests run the real template, ASL and rules Lambda on the local stack (moto)."""
+"""What the local-stack tests share: a job, submitting it, reading what it left behind."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,27 +13,6 @@ from routing_manager.events import SubmittedEvent
 from routing_manager.local import runner
 from routing_manager.local import stack as local_stack
 from routing_manager.local.stack import LocalStack
-
-
-@pytest.fixture(scope="module")
-def aws() -> Iterator[None]:
-    with local_stack.mocked_aws():
-        yield
-
-
-@pytest.fixture(scope="module")
-def stack(aws: None) -> Iterator[LocalStack]:
-    deployed = local_stack.deploy()
-    yield deployed
-    local_stack.release(deployed)
-
-
-@pytest.fixture
-def fresh_stack(aws: None) -> Iterator[LocalStack]:
-    """A stack of its own, for tests that break something (a queue, a service)."""
-    deployed = local_stack.deploy_unique()
-    yield deployed
-    local_stack.release(deployed)
 
 
 def job(**changes: Any) -> dict[str, Any]:
