@@ -1,9 +1,12 @@
-"""Every adapter over a gap of moto (pinned 5.2.5) that the local stack needs, in one place.
+"""Every adapter the local stack puts over moto (pinned 5.2.5), in one place.
 
-Each closes one gap between moto and AWS and is tested in tests/unit/test_moto_adapters.py.
-Re-check each on a moto upgrade: when moto closes a gap, delete its adapter.
+GAPS make moto behave as AWS documents; SPEED_UPS only make it faster (ROUTING_MANAGER_LOCAL_SPEEDUPS=0
+leaves them out). Every patch is a mock.patch.object in an ExitStack: `adapted()` applies them for a
+block, `install()` until `uninstall()`. tests/unit/test_moto_gaps.py shows each gap with its adapter
+and, as a strict xfail, without it: when a moto upgrade closes a gap, that test says the adapter can go.
+docs/LOCAL_STACK.md has the same list with the reasons.
 
-| gap in moto 5.2.5                                            | adapter                          |
+| moto 5.2.5                                                   | adapter                          |
 |--------------------------------------------------------------|----------------------------------|
 | CloudFormation ignores DefinitionSubstitutions               | definition_substitutions_as_join |
 | CloudFormation creates state machines in a non-executing     | route_cfn_state_machines         |
