@@ -101,9 +101,13 @@ def test_local_run_interrupted_reports_what_ran_and_keeps_json_clean(tmp_path: P
     for i in range(3000):
         job = {"jobId": f"int-{i}", "userId": "u", "prompt": "p", "lengthSec": 8, "resolution": "720p"}
         (events / f"{i:04}.json").write_text(json.dumps(job))
-    proc = subprocess.Popen([str(CLI), "local", "run", "--json", "--lambda-log", str(tmp_path / "l.log"), str(events)],
+    log = tmp_path / "l.log"
+    proc = subprocess.Popen([str(CLI), "local", "run", "--json", "--lambda-log", str(log), str(events)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=project.ROOT)
-    time.sleep(10)  # deployed and routing by then; 3,000 jobs take far longer
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and (not log.exists() or log.read_text().count("\n") < 50):
+        time.sleep(0.2)  # until jobs are being decided: 3,000 take far longer than the wait below
+    time.sleep(1)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

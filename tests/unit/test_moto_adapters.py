@@ -268,21 +268,6 @@ def test_a_task_input_over_256_kib_fails_the_execution_past_its_catch() -> None:
         assert (done["status"], done["error"]) == ("FAILED", "States.DataLimitExceeded")  # not caught
 
 
-@needs_compressed_waits
-def test_express_executions_time_out_after_five_minutes_of_retries() -> None:
-    with mocked_aws():
-        arn = _machine({"StartAt": "Read", "States": {"Read": {
-            "Type": "Task", "Resource": "arn:aws:states:::dynamodb:getItem", "End": True,
-            "Parameters": {"TableName": "missing", "Key": {"k": {"S": "x"}}},
-            # 100 + 200 (+ 400) seconds of waits: past the 300-second EXPRESS limit, 3 s compressed
-            "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 100, "MaxAttempts": 3, "BackoffRate": 2}]}}})
-        sfn = boto3.client("stepfunctions", region_name="us-east-1")
-        started = time.monotonic()
-        execution = sfn.start_execution(stateMachineArn=arn, name="slow")["executionArn"]
-        assert _wait(execution)["status"] == "TIMED_OUT"
-        assert time.monotonic() - started < 10
-
-
 def test_restart_runs_an_execution_again_under_its_arn() -> None:
     with mocked_aws():
         arn = _machine({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})

@@ -143,7 +143,8 @@ def test_an_express_execution_times_out_after_five_minutes(aws_without: None) ->
     arn = _api_machine({"StartAt": "Read", "States": {"Read": {
         "Type": "Task", "Resource": "arn:aws:states:::dynamodb:getItem", "End": True,
         "Parameters": {"TableName": "missing", "Key": {"k": {"S": "x"}}},
-        "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 100, "MaxAttempts": 3, "BackoffRate": 2}]}}})
+        # 160 + 160 seconds of waits: past the 300-second limit (3.2 s, compressed)
+        "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 160, "MaxAttempts": 2, "BackoffRate": 1}]}}})
     assert _run(arn)["status"] == "TIMED_OUT"
 
 
