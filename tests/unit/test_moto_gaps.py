@@ -107,6 +107,7 @@ def test_a_conditional_claim_has_one_winner(aws_without: None) -> None:
         except ClientError:
             return False
 
+    # Switching threads every microsecond makes moto's check-then-write race show (up to 9 winners).
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
