@@ -4,7 +4,8 @@ Input (from the state machine): {"detail": <video.job.submitted detail>, "credit
 "creditBalance": <number or null, once read>, "dryRun": <bool, heartbeat canary>}.
 Output: the decision the workflow branches on (see routing_core.engine). When the routing table routes
 on credits and a Credits table is configured, the first answer is `read_credits`: the workflow reads
-the balance and asks again with `creditBalance` set.
+the balance and asks again with `creditBalance` set. Provider availability comes from the control
+table (PROVIDER_STATE_TABLE), read at most every 2 s; a dry run also answers every provider's state.
 
 Cold start is what Lambda bills as INIT, so only Powertools Logger/Metrics and the
 plain-Python engine load here; pydantic loads only for an unverified routing table.
@@ -19,13 +20,18 @@ from typing import Any
 from aws_lambda_powertools.logging import Logger
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
 from routing_core.engine import Decision, Engine, echo
+from routing_core.live import LiveState
 from routing_core.loading import DEFAULT_TABLE, load_table
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "routing-manager"))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "VideoJobRouting"))
-engine = Engine(load_table(Path(os.environ.get("ROUTING_TABLE_PATH") or DEFAULT_TABLE)), os.environ)
+table = load_table(Path(os.environ.get("ROUTING_TABLE_PATH") or DEFAULT_TABLE))
+engine = Engine(table, os.environ)
+provider_state = LiveState(os.environ["PROVIDER_STATE_TABLE"], {
+    name: spec["breaker"]["probeTimeoutSec"] for name, spec in table["providers"].items()
+}) if os.environ.get("PROVIDER_STATE_TABLE") else None
 
-_OUTCOME_METRIC = {"route": "routed", "reject": "rejected"}
+_OUTCOME_METRIC = {"route": "routed", "reject": "rejected", "unavailable": "unavailable"}
 
 
 @metrics.log_metrics
@@ -36,11 +42,17 @@ def lambda_handler(event: Any, context: Any) -> Decision:
     job_id = detail.get("jobId") if isinstance(detail, dict) else None
     logger.set_correlation_id(echo(job_id) if job_id is not None else None)
 
-    decision = engine.decide(detail, payload.get("creditBalance"))
-    if (engine.uses_credits and payload.get("creditsTable") and "creditBalance" not in payload
-            and decision["rule"] != "validate" and isinstance(detail, dict)):
-        decision = engine.read_credits_first(decision, detail)
     dry_run = payload.get("dryRun") is True
+    credits_first = bool(engine.uses_credits and payload.get("creditsTable") and "creditBalance" not in payload
+                         and isinstance(detail, dict))
+    # Availability only for the decision that counts: a first pass before the balance claims no probe.
+    availability = provider_state.availability(may_probe=not dry_run) if provider_state and not credits_first \
+        else None
+    decision = engine.decide(detail, payload.get("creditBalance"), availability)
+    if credits_first and decision["rule"] != "validate" and isinstance(detail, dict):
+        decision = engine.read_credits_first(decision, detail)
+    if dry_run and availability is not None:
+        decision["providers"] = availability.scopes(engine.candidates())
     if not dry_run and decision["outcome"] in _OUTCOME_METRIC:
         metrics.add_dimension("provider", decision["provider"] or "none")
         metrics.add_dimension("outcome", _OUTCOME_METRIC[decision["outcome"]])

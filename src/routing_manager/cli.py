@@ -42,8 +42,11 @@ app = typer.Typer(help="Routing Manager operator tooling.", no_args_is_help=True
 local_app = typer.Typer(help="The local stack: template.yaml deployed into moto, run in this process.",
                         no_args_is_help=True)
 table_app = typer.Typer(help="The routing table (functions/rules/routing_table.json).", no_args_is_help=True)
+provider_app = typer.Typer(help="Provider availability on a deployed stack: status, kill switch.",
+                           no_args_is_help=True)
 app.add_typer(local_app, name="local")
 app.add_typer(table_app, name="table")
+app.add_typer(provider_app, name="provider")
 
 # Piped output (CI logs, files) gets a wide table rather than 80 folded columns.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
@@ -86,6 +89,14 @@ def needs(extra: str, *modules: str) -> None:
 
 # --- explain ------------------------------------------------------------------------------
 
+ProfileOpt = Annotated[str | None, typer.Option(help="AWS profile.")]
+RegionOpt = Annotated[str | None, typer.Option(help="AWS region.")]
+EndpointOpt = Annotated[str | None, typer.Option(help="Endpoint URL, e.g. the local stack's.")]
+StackOpt = Annotated[str | None, typer.Option(help="The deployed stack (its outputs name its tables, queues, bus). "
+                                                   "Default: routing-manager, or the local stack's name with "
+                                                   "--endpoint-url.")]
+
+
 def _explain_engine() -> Any:
     """The engine as deployed: the locked routing table, every provider's queue configured
     (placeholder URLs) unless the current environment names real ones."""
@@ -99,20 +110,61 @@ def _explain_engine() -> Any:
     return Engine(table, urls)
 
 
+def _given_state(path: Path) -> Any:
+    """`provider status --json` output (JSON Lines, or one JSON array) as the availability it describes."""
+    import time
+
+    from routing_core.availability import Availability, items_from_status
+
+    try:
+        text = path.read_text()
+        lines = json.loads(text) if text.lstrip().startswith("[") else [
+            json.loads(line) for line in text.splitlines() if line.strip()]
+        now = time.time()
+        return Availability(items_from_status(lines, now), now=now)
+    except OSError as exc:
+        raise fail(f"--state {path}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise fail(f"--state {path}: not `provider status --json` output: {exc}") from None
+
+
 @app.command()
 def explain(
     event_file: Annotated[Path, typer.Argument(help="A submitted event: PutEvents entries, envelope or bare detail.",
                                                metavar="EVENT_FILE")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as one JSON line per event.")] = False,
+    live: Annotated[bool, typer.Option("--live", help="Decide with the deployed stack's provider state "
+                                                      "(--stack).")] = False,
+    state: Annotated[Path | None, typer.Option(help="Decide with this provider state: `provider status --json` "
+                                                    "output.", metavar="FILE")] = None,
+    stack: StackOpt = None,
+    profile: ProfileOpt = None,
+    region: RegionOpt = None,
+    endpoint_url: EndpointOpt = None,
 ) -> None:
-    """Dry-run the routing decision for a submitted event, as the deployed function decides."""
+    """Dry-run the routing decision for a submitted event, as the deployed function decides.
+
+    Without --live or --state every provider counts as available. A half-open breaker is shown as
+    taking the job as its probe (nothing is claimed)."""
+    if live and state is not None:
+        raise fail("--live and --state: choose one")
     try:
         events = read_events(event_file)
         engine = _explain_engine()
     except (EventFileError, ValueError) as exc:
         raise fail(str(exc)) from None
+    availability = _given_state(state) if state is not None else None
+    if live:
+        from routing_core.availability import Availability
+
+        from routing_manager import providers
+
+        with _aws_errors():
+            table_name = _provider_table(stack, profile, region, endpoint_url)
+            items = providers.read_items(_aws_client("dynamodb", profile, region, endpoint_url), table_name)
+        availability = Availability(items)
     for event in events:
-        decision = engine.decide(event.detail)
+        decision = engine.decide(event.detail, None, availability)
         del decision["submittedDetail"]  # the job itself, prompt included: what the record keeps, not a decision
         if as_json:
             out.print(json.dumps(decision), markup=False, highlight=False)
@@ -129,7 +181,10 @@ def explain(
         steps.add_column("matched")
         steps.add_column("because")
         for step in decision["explanation"]:
-            steps.add_row(str(step["rule"]), "yes" if step["matched"] else "no", step["why"])
+            steps.add_row(str(step["rule"]), "yes" if step["matched"] else "no", _printable(step["why"]))
+            for candidate in step.get("candidates", []):
+                steps.add_row("", "", f"  {candidate['provider']}/{_printable(candidate['model'])}: "
+                                      f"{_printable(candidate['skipped'] or 'chosen')}")
         out.print(steps)
 
 
@@ -200,11 +255,6 @@ def _aws_client(service: str, profile: str | None, region: str | None, endpoint_
 
     session = boto3.session.Session(profile_name=profile, region_name=region)
     return session.client(service, endpoint_url=endpoint_url)
-
-
-ProfileOpt = Annotated[str | None, typer.Option(help="AWS profile.")]
-RegionOpt = Annotated[str | None, typer.Option(help="AWS region.")]
-EndpointOpt = Annotated[str | None, typer.Option(help="Endpoint URL, e.g. the local stack's.")]
 
 
 class _Unreachable:
@@ -356,9 +406,7 @@ def _aws_errors() -> Iterator[None]:
 
 @app.command(epilog="Exit codes: 0 listed or replayed; 1 AWS unreachable or refused; 2 bad options.")
 def replay(
-    stack: Annotated[str | None, typer.Option(help="The deployed stack (its outputs name table, queues, bus). "
-                                                   "Default: routing-manager, or the local stack's name "
-                                                   "with --endpoint-url.")] = None,
+    stack: StackOpt = None,
     job_id: Annotated[list[str] | None, typer.Option("--job-id", metavar="ID",
                                                      help="Only these jobs (repeatable).")] = None,
     since: Annotated[str | None, typer.Option(help="Only failures since: ISO time or a duration (2h).")] = None,
@@ -375,16 +423,14 @@ def replay(
 ) -> None:
     """List failed jobs and stale claims; with --yes, re-submit them (never enqueued twice)."""
     from routing_manager import replay as replaying
-    from routing_manager.local.stack import STACK_NAME as LOCAL_STACK_NAME
 
     stale = _duration(stale_after)
     if stale < EXPRESS_LIMIT and not force:
         raise fail(f"--stale-after {stale_after} is under the 5-minute EXPRESS limit: a running execution may still "
                    "hold such a claim (add --force to release it anyway)")
     since_time = _since(since)
-    stack = stack or (LOCAL_STACK_NAME if endpoint_url else "routing-manager")
     with _aws_errors():
-        outputs = stack_outputs(stack, profile, region, endpoint_url)
+        outputs = stack_outputs(_stack_name(stack, endpoint_url), profile, region, endpoint_url)
         ddb, sqs, events = (_aws_client(s, profile, region, endpoint_url) for s in ("dynamodb", "sqs", "events"))
         table = outputs["JobsTableName"]
         found: list[Any] = []
@@ -415,6 +461,119 @@ def replay(
     actionable = sum(1 for c in done if c.actionable)
     if not yes and actionable:
         err.print(f"{actionable} job{'s' * (actionable != 1)} to replay: run again with --yes", highlight=False)
+
+
+def _stack_name(stack: str | None, endpoint_url: str | None) -> str:
+    from routing_manager.local.stack import STACK_NAME as LOCAL_STACK_NAME
+
+    return stack or (LOCAL_STACK_NAME if endpoint_url else "routing-manager")
+
+
+def _provider_table(stack: str | None, profile: str | None, region: str | None, endpoint_url: str | None) -> str:
+    return _provider_stack(stack, profile, region, endpoint_url)[0]
+
+
+def _provider_stack(stack: str | None, profile: str | None, region: str | None,
+                    endpoint_url: str | None) -> tuple[str, str]:
+    """The stack's control table and event bus."""
+    name = _stack_name(stack, endpoint_url)
+    outputs = stack_outputs(name, profile, region, endpoint_url)
+    if "ProviderStateTableName" not in outputs:
+        raise fail(f"stack {name} has no ProviderStateTableName output: deploy this version of template.yaml first",
+                   EXIT_FAILED)
+    return outputs["ProviderStateTableName"], outputs.get("EventBusName", "default")
+
+
+# --- provider -----------------------------------------------------------------------------
+
+def _known_scope(provider: str, model: str | None) -> tuple[str, str | None]:
+    engine = _explain_engine()
+    if provider not in engine.providers:
+        raise fail(f"unknown provider {provider!r} (the routing table has: {', '.join(sorted(engine.providers))})")
+    if model is not None and not model.strip():
+        raise fail("--model: give a model name, or leave it out for the whole provider")
+    return provider, model
+
+
+ModelOpt = Annotated[str | None, typer.Option(help="Only this model of the provider (default: the whole "
+                                                   "provider).")]
+
+
+@provider_app.command("disable", epilog="Exit codes: 0 disabled; 1 AWS unreachable or refused; 2 bad options.")
+def provider_disable(
+    provider: Annotated[str, typer.Argument(help="A provider of the routing table.", metavar="PROVIDER")],
+    reason: Annotated[str, typer.Option(help="Why: kept in the audit trail and shown in every decision.")],
+    model: ModelOpt = None,
+    for_: Annotated[str | None, typer.Option("--for", help="Expire by itself after this long (30m, 2h); "
+                                                           "default: until enabled.")] = None,
+    stack: StackOpt = None,
+    profile: ProfileOpt = None,
+    region: RegionOpt = None,
+    endpoint_url: EndpointOpt = None,
+) -> None:
+    """Pause a provider (or one model): jobs fall back along their chain; strict explicit jobs wait, replayable."""
+    from routing_manager import providers
+
+    provider, model = _known_scope(provider, model)
+    if not reason.strip():
+        raise fail("--reason: say why (it is shown in every decision that skips the provider)")
+    seconds = _duration(for_).total_seconds() if for_ is not None else None
+    with _aws_errors():
+        table_name, bus = _provider_stack(stack, profile, region, endpoint_url)
+        ddb, events, sts = (_aws_client(s, profile, region, endpoint_url) for s in ("dynamodb", "events", "sts"))
+        detail = providers.disable(ddb, events, table_name, bus, provider, model, reason.strip(), seconds,
+                                   providers.caller(sts))
+    where = provider + (f"/{model}" if model else "")
+    until = f" until {detail['until']}" if detail["until"] else " until enabled"
+    out.print(f"{_printable(where)} disabled{until}: {_printable(detail['reason'])}", markup=False, highlight=False)
+
+
+@provider_app.command("enable", epilog="Exit codes: 0 enabled; 1 AWS unreachable or refused; 2 bad options.")
+def provider_enable(
+    provider: Annotated[str, typer.Argument(help="A provider of the routing table.", metavar="PROVIDER")],
+    model: ModelOpt = None,
+    stack: StackOpt = None,
+    profile: ProfileOpt = None,
+    region: RegionOpt = None,
+    endpoint_url: EndpointOpt = None,
+) -> None:
+    """Lift a kill switch (the breaker and saturation keep their own state)."""
+    from routing_manager import providers
+
+    provider, model = _known_scope(provider, model)
+    with _aws_errors():
+        table_name, bus = _provider_stack(stack, profile, region, endpoint_url)
+        ddb, events, sts = (_aws_client(s, profile, region, endpoint_url) for s in ("dynamodb", "events", "sts"))
+        providers.enable(ddb, events, table_name, bus, provider, model, providers.caller(sts))
+    out.print(f"{_printable(provider + (f'/{model}' if model else ''))} enabled", markup=False, highlight=False)
+
+
+@provider_app.command("status", epilog="Exit codes: 0 printed; 1 AWS unreachable or refused.")
+def provider_status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per provider and model per line.")] = False,
+    stack: StackOpt = None,
+    profile: ProfileOpt = None,
+    region: RegionOpt = None,
+    endpoint_url: EndpointOpt = None,
+) -> None:
+    """Each provider's and model's state: available, disabled, open, half_open or saturated, and why."""
+    from routing_manager import providers
+
+    with _aws_errors():
+        table_name = _provider_table(stack, profile, region, endpoint_url)
+        lines = providers.status(_aws_client("dynamodb", profile, region, endpoint_url), table_name,
+                                 _explain_engine().candidates())
+    if as_json:
+        for line in lines:
+            out.print(json.dumps(line), markup=False, highlight=False)
+        return
+    view = Table(title="providers", title_justify="left")
+    for column in ("provider", "model", "state", "reason", "until"):
+        view.add_column(column, overflow="fold")
+    for line in lines:
+        view.add_row(*(_printable(line[key]) if line[key] is not None else "-"
+                       for key in ("provider", "model", "state", "reason", "until")))
+    out.print(view)
 
 
 # --- graph --------------------------------------------------------------------------------

@@ -64,12 +64,12 @@ def test_schemas_and_lock_are_current() -> None:
 
 def test_table_validate_names_the_bad_entry(tmp_path: Path) -> None:
     table = json.loads((project.RULES_FUNCTION / "routing_table.json").read_text())
-    table["rules"][0]["route"]["provider"] = "veo"
+    table["rules"][0]["route"][0]["provider"] = "veo"
     path = tmp_path / "table.json"
     path.write_text(json.dumps(table))
     result = runner.invoke(app, ["table", "validate", str(path)])
     assert result.exit_code == 2
-    assert "route.provider 'veo' is not a provider" in result.stderr
+    assert "route[0].provider 'veo' is not a provider" in result.stderr
 
 
 @pytest.mark.local_stack

@@ -130,8 +130,12 @@ def test_disabled_provider_is_unsupported_and_skipped_by_rules() -> None:
     eng = Engine(table, URLS)
     assert eng.decide({**BASE, "provider": "fal"})["reason"] == "unsupported_provider:fal"
     d = eng.decide(BASE)
-    assert d["reason"] == "no_route"
-    assert d["explanation"][-1]["why"] == "provider fal is disabled"
+    assert (d["outcome"], d["provider"]) == ("route", "replicate")  # the next candidate of the chain
+    assert d["explanation"][-1]["candidates"][0] == {"provider": "fal", "model": "wan-i2v",
+                                                     "skipped": "disabled in the routing table"}
+    table["providers"]["replicate"]["enabled"] = False
+    d = Engine(table, URLS).decide(BASE)
+    assert d["reason"] == "no_route"  # static configuration: a final rejection, not "unavailable"
 
 
 def test_missing_queue_url_is_queue_not_configured() -> None:
@@ -153,18 +157,19 @@ def test_explanation_says_why_each_rule_did_not_match(engine: Engine) -> None:
 def test_provider_limits_guard_the_auto_rules() -> None:
     table = load_table(DEFAULT_TABLE)
     table["rules"][0]["when"] = {"lengthSec": {"max": 60}}  # wider than fal's 10 s limit
+    table["rules"][0]["route"] = table["rules"][0]["route"][:1]  # fal alone
     eng = Engine(table, URLS)
     d = eng.decide({**BASE, "lengthSec": 30})
     assert d["reason"] == "no_route"
-    assert d["explanation"][-1]["why"] == "fal limit: lengthSec 30 > 10"
+    assert d["explanation"][-1]["why"] == "no candidate can take the job: fal/wan-i2v limit: lengthSec 30 > 10"
     assert eng.decide({**BASE, "lengthSec": 8, "feature": {"audio": True}})["explanation"][-1]["why"] == (
-        "fal limit: feature.audio is true")
+        "no candidate can take the job: fal/wan-i2v limit: feature.audio is true")
 
 
 def test_conditions_on_tier_audio_and_credits() -> None:
     table = load_table(DEFAULT_TABLE)
     table["rules"].insert(0, {
-        "name": "premium-audio", "description": "", "route": {"provider": "replicate", "model": None},
+        "name": "premium-audio", "description": "", "route": [{"provider": "replicate", "model": None}],
         "when": {"lengthSec": None, "resolution": None, "tier": ["premium"], "audio": True, "minCredits": 5}})
     eng = Engine(table, URLS)
     premium = {**BASE, "tier": "premium", "feature": {"audio": True}}

@@ -21,8 +21,16 @@ def broken(mutate) -> dict:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize(("mutate", "message"), [
-    (lambda t: t["rules"][0]["route"].update(provider="fol"),
-     "rules[0] (short-720p-to-fal): route.provider 'fol' is not a provider (known: fal, replicate)"),
+    (lambda t: t["rules"][0]["route"][1].update(provider="fol"),
+     "rules[0] (short-720p-to-fal): route[1].provider 'fol' is not a provider (known: fal, replicate)"),
+    (lambda t: t["rules"][0]["route"].append({"provider": "fal"}),
+     "rules[0] (short-720p-to-fal): route[2] repeats fal/wan-i2v"),
+    (lambda t: t["rules"][0].update(route=[]), "rules[0] (short-720p-to-fal).route: List should have at least 1 item"),
+    (lambda t: t["providers"]["fal"].update(breaker={"failureRate": 1.5}),
+     "providers.fal.breaker.failureRate: Input should be less than or equal to 1"),
+    (lambda t: t["providers"]["fal"].update(maxQueueAgeSec=30),
+     "providers.fal.maxQueueAgeSec: Input should be greater than or equal to 60"),
+    (lambda t: t.update(explicitProvider="loose"), "explicitProvider: Input should be 'strict' or 'preferred'"),
     (lambda t: t["rules"][0]["when"]["lengthSec"].update(max="ten"),
      "rules[0] (short-720p-to-fal).when.lengthSec.max: Input should be a valid number"),
     (lambda t: t["rules"][0]["when"]["lengthSec"].update(min=20),
@@ -66,8 +74,8 @@ def test_lock_is_used_only_while_the_source_is_unchanged(tmp_path: Path, monkeyp
     source.write_text(json.dumps(edited))
     assert load_table(source)["rules"][0]["name"] == "edited-rule"
     assert calls == [str(source)]  # stale lock: validated at load
-    source.write_text(json.dumps(broken(lambda t: t["rules"][0]["route"].update(provider="nope"))))
-    with pytest.raises(RoutingTableError, match="route.provider 'nope'"):
+    source.write_text(json.dumps(broken(lambda t: t["rules"][0]["route"][0].update(provider="nope"))))
+    with pytest.raises(RoutingTableError, match=r"route\[0\].provider 'nope'"):
         load_table(source)
 
 

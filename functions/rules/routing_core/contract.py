@@ -21,6 +21,9 @@ ROUTER_SOURCE = "routing.manager"
 ROUTED_DETAIL_TYPE = "video.job.routed"
 REJECTED_DETAIL_TYPE = "video.job.rejected"
 ROUTED_BY = "RoutingManager"
+FAILED_DETAIL_TYPE = "video.job.failed"
+COMPLETED_DETAIL_TYPE = "video.job.completed"
+PROVIDER_CHANGED_DETAIL_TYPE = "routing.provider.changed"
 
 _NOT_BLANK = r"\S"  # required strings: present and not only white space
 
@@ -95,6 +98,46 @@ class RejectedDetail(_Outbound):
     retryable: bool | None = Field(None, description="true for operational failures that replay can fix")
 
 
+class _ProviderOutcome(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    jobId: str = Field(min_length=1, max_length=reasons.MAX_JOB_ID_BYTES)
+    provider: str = Field(min_length=1, max_length=64, examples=["fal"])
+    model: str = Field(min_length=1, max_length=256, examples=["wan-i2v"])
+
+
+class JobFailedDetail(_ProviderOutcome):
+    """Detail of `video.job.failed`, from a provider invoker (any source but `routing.manager`): feeds the
+    provider's circuit breaker. `invalid_input` is the job's fault and never counts against the provider."""
+
+    model_config = ConfigDict(title="VideoJobFailed")
+    errorType: Literal["provider_error", "rate_limited", "timeout", "invalid_input"]
+    retryAfterSec: float | None = Field(None, gt=0, le=86400, description="rate_limited: the provider's "
+                                                                          "Retry-After; opens the breaker that long")
+
+
+class JobCompletedDetail(_ProviderOutcome):
+    """Detail of `video.job.completed`, from a provider invoker (any source but `routing.manager`)."""
+
+    model_config = ConfigDict(title="VideoJobCompleted")
+    durationSec: float = Field(ge=0, examples=[42.5])
+
+
+class ProviderChangedDetail(BaseModel):
+    """Detail of `routing.provider.changed` (source `routing.manager`): every change of a provider's state,
+    by an operator (kill switch), the circuit breaker or the queue-age alarm."""
+
+    model_config = ConfigDict(extra="forbid", title="RoutingProviderChanged")
+    provider: str
+    model: str | None = Field(description="null: the whole provider")
+    state: Literal["available", "disabled", "open", "half_open", "saturated"]
+    change: str = Field(examples=["disabled", "enabled", "breaker_opened", "breaker_closed", "probe_failed",
+                                  "saturated", "unsaturated"])
+    reason: str | None = None
+    until: str | None = Field(None, description="ISO 8601: when a timed disable or an open breaker ends")
+    by: str = Field(description="caller ARN (kill switch), circuit-breaker or queue-age-alarm")
+    ts: str
+
+
 class JobRecord(BaseModel):
     """The item the router writes in `Jobs-{Stage}` (other agents may own other attributes)."""
 
@@ -124,6 +167,9 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "video.job.submitted": SubmittedJob,
     "video.job.routed": RoutedDetail,
     "video.job.rejected": RejectedDetail,
+    "video.job.failed": JobFailedDetail,
+    "video.job.completed": JobCompletedDetail,
+    "routing.provider.changed": ProviderChangedDetail,
     "jobs-table-record": JobRecord,
 }
 

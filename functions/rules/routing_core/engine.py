@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
 from routing_core import limits, reasons
+from routing_core.availability import Availability
 
 AUTO = "auto"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:/-]")
@@ -28,16 +29,17 @@ Check = Callable[["Job"], "str | None"]  # None when satisfied, else why not
 class Decision(TypedDict):
     """What the rules Lambda answers and the workflow branches on."""
 
-    outcome: Literal["route", "reject", "read_credits"]
+    outcome: Literal["route", "reject", "unavailable", "read_credits"]
     provider: str | None
     model: str | None
     queue: str | None  # the queue's name, for records and events
     queueUrl: str | None  # where EnqueueJob sends it
-    reason: str | None  # a reason code when rejected
+    reason: str | None  # a reason code when rejected or unavailable
     rule: str | None  # the rule that decided ("validate" for the contract's checks)
     explanation: list[dict[str, Any]]  # every rule tried, and why it matched or not
     submittedDetail: NotRequired[str]  # the detail as compact JSON ("" when over the limits)
     userId: NotRequired[str]  # read_credits: whose balance to read
+    providers: NotRequired[list[dict[str, Any]]]  # dry run: every provider's and model's state
 
 
 class Job:
@@ -165,21 +167,30 @@ class Engine:
                 "limits": _limit_checks(spec["limits"]),
             }
         self.rules = [
-            (rule["name"], _compile_when(rule["when"]), rule["route"]["provider"],
-             rule["route"].get("model") or table["providers"][rule["route"]["provider"]]["defaultModel"])
+            (rule["name"], _compile_when(rule["when"]),
+             [(route["provider"], route.get("model") or table["providers"][route["provider"]]["defaultModel"])
+              for route in rule["route"]])
             for rule in table["rules"]
         ]
-
+        self.explicit_preferred = table.get("explicitProvider") == "preferred"
         self.uses_credits = any(rule["when"].get("minCredits") is not None for rule in table["rules"])
 
-    def decide(self, detail: Any, credit_balance: Any = None) -> Decision:
-        """The decision; `submittedDetail` is the detail as compact JSON, "" when over the contract's limits."""
+    def candidates(self) -> list[tuple[str, str | None]]:
+        """Every provider and every model a rule or an explicit request can route to."""
+        known: dict[tuple[str, str | None], None] = {(name, None): None for name in self.providers}
+        known.update({(name, spec["model"]): None for name, spec in self.providers.items()})
+        known.update({candidate: None for _, _, chain in self.rules for candidate in chain})
+        return list(known)
+
+    def decide(self, detail: Any, credit_balance: Any = None, availability: Availability | None = None) -> Decision:
+        """The decision; `submittedDetail` is the detail as compact JSON, "" when over the contract's limits.
+        Without `availability` every provider is taken to be available."""
         explanation: list[dict[str, Any]] = []
         if not isinstance(detail, dict):
             return _reject(reasons.MISSING_FIELD_PREFIX + "jobId", "validate", explanation,
                            "the job detail is not a JSON object")
         text, refused, why = limits.check(detail)
-        decision = self._decide(detail, credit_balance, explanation) if refused is None else \
+        decision = self._decide(detail, credit_balance, availability, explanation) if refused is None else \
             _reject(refused, "validate", explanation, why)
         decision["submittedDetail"] = text
         return decision
@@ -192,7 +203,8 @@ class Engine:
                 "reason": None, "rule": "credits", "explanation": explanation, "userId": detail["userId"],
                 "submittedDetail": decision.get("submittedDetail", "")}
 
-    def _decide(self, detail: dict[str, Any], credit_balance: Any, explanation: list[dict[str, Any]]) -> Decision:
+    def _decide(self, detail: dict[str, Any], credit_balance: Any, availability: Availability | None,
+                explanation: list[dict[str, Any]]) -> Decision:
         for field in reasons.REQUIRED_FIELDS:
             value = detail.get(field)
             if not isinstance(value, str) or not value.strip(_WHITE_SPACE):
@@ -208,37 +220,66 @@ class Engine:
                 return _reject(reasons.INVALID_LENGTH_RANGE, "validate", explanation,
                                f"lengthSec {length:g} outside {reasons.MIN_LENGTH_SEC}..{reasons.MAX_LENGTH_SEC}")
 
+        job = Job(length, detail, credit_balance)
+        job_id: str = detail["jobId"]
         requested = detail.get("provider")
         key = requested.strip().lower() if isinstance(requested, str) else requested
         if key is not None and key not in ("", AUTO):
-            return self._explicit(requested, key, explanation)
+            provider = self.providers.get(key) if isinstance(key, str) else None
+            if provider is None or not provider["enabled"]:
+                state = "disabled in the routing table" if provider else "unknown"
+                return _reject(reasons.UNSUPPORTED_PROVIDER_PREFIX + echo(requested), "explicit-provider",
+                               explanation, f"provider {echo(requested)} is {state}")
+            ok, note = (True, None) if availability is None else availability.check(key, provider["model"], job_id)
+            if ok:
+                return _route(key, provider, provider["model"], "explicit-provider", explanation,
+                              f"provider {key} requested" + (f" ({note})" if note else ""))
+            unavailable = reasons.PROVIDER_UNAVAILABLE_PREFIX + key
+            if not self.explicit_preferred:
+                return _unavailable(unavailable, "explicit-provider", explanation,
+                                    f"provider {key} requested (strict): {note}")
+            explanation.append({"rule": "explicit-provider", "matched": False,
+                                "why": f"provider {key} requested (preferred): {note}; falling back"})
+            decision = self._auto(job, job_id, availability, explanation)
+            if decision["outcome"] == "route":
+                return decision
+            return _unavailable(unavailable, "explicit-provider", explanation, None)
         explanation.append({"rule": "explicit-provider", "matched": False, "why": "provider is auto or not given"})
+        return self._auto(job, job_id, availability, explanation)
 
-        job = Job(length, detail, credit_balance)
-        for name, checks, provider_name, model in self.rules:
+    def _auto(self, job: Job, job_id: str, availability: Availability | None,
+              explanation: list[dict[str, Any]]) -> Decision:
+        held_back = False  # a matching rule had a candidate that fits the job but is unavailable now
+        for name, checks, chain in self.rules:
             why = _first_failure(checks, job)
-            provider = self.providers[provider_name]
-            if why is None and not provider["enabled"]:
-                why = f"provider {provider_name} is disabled"
-            if why is None:
-                why = _first_failure(provider["limits"], job)
-                if why is not None:
-                    why = f"{provider_name} limit: {why}"
             if why is not None:
                 explanation.append({"rule": name, "matched": False, "why": why})
                 continue
-            explanation.append({"rule": name, "matched": True, "why": f"routes to {provider_name}/{model}"})
-            return _route(provider_name, provider, model, name, explanation)
+            tried: list[dict[str, Any]] = []
+            for provider_name, model in chain:
+                provider = self.providers[provider_name]
+                note: str | None = None
+                if not provider["enabled"]:
+                    skipped: str | None = "disabled in the routing table"
+                else:
+                    skipped = _first_failure(provider["limits"], job)
+                    if skipped is not None:
+                        skipped = f"limit: {skipped}"
+                    elif availability is not None:
+                        ok, note = availability.check(provider_name, model, job_id)
+                        if not ok:
+                            skipped, held_back = note, True
+                            note = None
+                tried.append({"provider": provider_name, "model": model, "skipped": skipped})
+                if skipped is None:
+                    explanation.append({"rule": name, "matched": True, "candidates": tried,
+                                        "why": f"routes to {provider_name}/{model}" + (f" ({note})" if note else "")})
+                    return _route(provider_name, provider, model, name, explanation)
+            explanation.append({"rule": name, "matched": False, "candidates": tried, "why": "no candidate can take "
+                                "the job: " + "; ".join(f"{c['provider']}/{c['model']} {c['skipped']}" for c in tried)})
+        if held_back:
+            return _unavailable(reasons.NO_AVAILABLE_PROVIDER, None, explanation, None)
         return _reject(reasons.NO_ROUTE, None, explanation, None)
-
-    def _explicit(self, requested: Any, key: Any, explanation: list[dict[str, Any]]) -> Decision:
-        provider = self.providers.get(key) if isinstance(key, str) else None
-        if provider is None or not provider["enabled"]:
-            state = "disabled" if provider else "unknown"
-            return _reject(reasons.UNSUPPORTED_PROVIDER_PREFIX + echo(requested), "explicit-provider",
-                           explanation, f"provider {echo(requested)} is {state}")
-        return _route(key, provider, provider["model"], "explicit-provider", explanation,
-                      f"provider {key} requested")
 
 
 def _first_failure(checks: list[Check], job: Job) -> str | None:
@@ -260,8 +301,14 @@ def _route(name: str, provider: Mapping[str, Any], model: str, rule: str,
             "queueUrl": provider["queueUrl"], "reason": None, "rule": rule, "explanation": explanation}
 
 
-def _reject(reason: str, rule: str | None, explanation: list[dict[str, Any]], why: str | None) -> Decision:
+def _reject(reason: str, rule: str | None, explanation: list[dict[str, Any]], why: str | None,
+            outcome: Literal["reject", "unavailable"] = "reject") -> Decision:
     if why is not None:
         explanation.append({"rule": rule, "matched": False, "why": why})
-    return {"outcome": "reject", "provider": None, "model": None, "queue": None, "queueUrl": None,
+    return {"outcome": outcome, "provider": None, "model": None, "queue": None, "queueUrl": None,
             "reason": reason, "rule": rule, "explanation": explanation}
+
+
+def _unavailable(reason: str, rule: str | None, explanation: list[dict[str, Any]], why: str | None) -> Decision:
+    """No candidate may take the job now: recorded FAILED and replayable, never enqueued."""
+    return _reject(reason, rule, explanation, why, outcome="unavailable")

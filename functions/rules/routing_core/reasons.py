@@ -12,6 +12,9 @@ INVALID_LENGTH_NAN = "invalid_length:not_a_number"
 MISSING_FIELD_PREFIX = "missing_required_field:"
 UNSUPPORTED_PROVIDER_PREFIX = "unsupported_provider:"
 QUEUE_NOT_CONFIGURED_PREFIX = "queue_not_configured:"
+# No candidate may take the job now (kill switch, open breaker, saturated queue): recorded FAILED, replayable.
+PROVIDER_UNAVAILABLE_PREFIX = "provider_unavailable:"
+NO_AVAILABLE_PROVIDER = "no_available_provider"
 # Operational (written by the workflow, never by the engine): replayable.
 QUEUE_ERROR_PREFIX = "queue_error:"
 RULE_ERROR_PREFIX = "rule_error:"
@@ -54,6 +57,11 @@ REASON_CODES: dict[str, tuple[str, bool]] = {
     INVALID_LENGTH_RANGE: ("lengthSec is a number outside 1..300 (inclusive), infinities included", False),
     "unsupported_provider:{provider}": ("the requested provider is unknown or disabled", False),
     "queue_not_configured:{provider}": ("the provider has no queue URL configured in this deployment", False),
+    "provider_unavailable:{provider}": (
+        "the requested provider is disabled, its breaker open or its queue saturated, and the job is strict to it: "
+        "recorded FAILED, nothing enqueued; replay once it is back", True),
+    NO_AVAILABLE_PROVIDER: ("a rule matched but none of its candidates is available now: recorded FAILED, nothing "
+                            "enqueued; replay once one is back", True),
     "queue_error:{error}": ("SendMessage to the provider queue failed (operational, replayable)", True),
     "rule_error:{error}": ("the rules Lambda failed after its retries (operational, replayable)", True),
     "state_error:{error}": ("a Jobs table write failed after its retries (operational, replayable)", True),
@@ -62,4 +70,5 @@ REASON_CODES: dict[str, tuple[str, bool]] = {
 
 def is_retryable(reason: str) -> bool:
     """Operational failures are replayable; business rejections are final."""
-    return reason.startswith((QUEUE_ERROR_PREFIX, RULE_ERROR_PREFIX, STATE_ERROR_PREFIX))
+    return reason == NO_AVAILABLE_PROVIDER or reason.startswith(
+        (QUEUE_ERROR_PREFIX, RULE_ERROR_PREFIX, STATE_ERROR_PREFIX, PROVIDER_UNAVAILABLE_PREFIX))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from routing_core import reasons
 
@@ -50,7 +50,12 @@ class Rule(_Strict):
     name: str = Field(pattern=_NAME)
     description: str = ""
     when: When
-    route: Route
+    route: list[Route] = Field(min_length=1, description="candidates in order: the first available one is chosen")
+
+    @field_validator("route", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
 
 
 class Limits(_Strict):
@@ -59,16 +64,34 @@ class Limits(_Strict):
     audio: bool = Field(True, description="whether the provider can produce audio")
 
 
+class Breaker(_Strict):
+    """When a provider's (and model's) circuit breaker opens, and for how long (docs/AVAILABILITY.md)."""
+
+    minRequests: int = Field(5, ge=1, description="outcomes a window must hold before it can open")
+    failureRate: float = Field(0.5, gt=0, le=1, description="share of provider failures that opens it")
+    windowSec: int = Field(60, ge=10, le=3600)
+    cooldownSec: int = Field(30, ge=1, le=3600, description="open this long, then one probe job (half-open)")
+    probeTimeoutSec: int = Field(900, ge=10, le=43200,
+                                 description="a probe with no outcome after this long lets another probe through")
+
+
 class Provider(_Strict):
     queue: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$", description="SQS queue name, as recorded and emitted")
     queueUrlEnv: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$", description="environment variable holding the queue URL")
     defaultModel: str = Field(min_length=1)
     enabled: bool = True
     limits: Limits = Limits()
+    breaker: Breaker = Breaker()
+    maxQueueAgeSec: int | None = Field(
+        None, ge=60, description="saturated when the queue's oldest message is older (a CloudWatch alarm; >= 60 s, "
+                                 "the metric's period)")
 
 
 class RoutingTable(_Strict):
     version: Literal[1]
+    explicitProvider: Literal["strict", "preferred"] = Field(
+        "strict", description="strict: a job naming an unavailable provider is not sent elsewhere; preferred: it "
+                              "falls back along the rules' candidates")
     providers: dict[str, Provider] = Field(min_length=1)
     rules: list[Rule]
 
@@ -85,9 +108,16 @@ class RoutingTable(_Strict):
             if rule.name in seen:
                 raise ValueError(f"{where}: duplicate rule name")
             seen.add(rule.name)
-            if rule.route.provider not in self.providers:
-                known = ", ".join(sorted(self.providers))
-                raise ValueError(f"{where}: route.provider {rule.route.provider!r} is not a provider (known: {known})")
+            candidates: set[tuple[str, str | None]] = set()
+            for position, route in enumerate(rule.route):
+                if route.provider not in self.providers:
+                    known = ", ".join(sorted(self.providers))
+                    raise ValueError(f"{where}: route[{position}].provider {route.provider!r} is not a provider "
+                                     f"(known: {known})")
+                candidate = (route.provider, route.model or self.providers[route.provider].defaultModel)
+                if candidate in candidates:
+                    raise ValueError(f"{where}: route[{position}] repeats {candidate[0]}/{candidate[1]}")
+                candidates.add(candidate)
         return self
 
 

@@ -14,6 +14,9 @@ docs/LOCAL_STACK.md has the same list with the reasons.
 | EventBridge accepts a Step Functions target, never starts it | deliver_events_to_step_functions |
 |   (and matches schedule rules to every event)                |                                  |
 | Lambda without Docker returns a canned payload               | invoke_lambdas_in_process        |
+| EventBridge never invokes a Lambda target                     | deliver_events_to_step_functions |
+| set_alarm_state sends no "CloudWatch Alarm State Change" event | announce_alarm_state_changes     |
+| CloudFormation skips AWS::CloudWatch::Alarm                   | create_cfn_alarms                |
 | Retry waits are real sleeps (up to minutes per test)         | compress_retry_waits             |
 | The interpreter builds a new boto3 client for every task call | reuse_interpreter_clients        |
 | The interpreter re-parses the definition (ANTLR) and rebuilds | parse_each_definition_once       |
@@ -161,11 +164,14 @@ def deliver_events_to_step_functions(patches: contextlib.ExitStack) -> None:
         if getattr(self, "scheduled_expression", None):
             return  # a schedule rule never matches events on AWS; moto would match it to all
         state_machines = [t for t in self.targets if parse_arn(t["Arn"]).service == "states"]
+        functions = [t for t in self.targets if t["Arn"] in IN_PROCESS]
         others = copy.copy(self)  # moto raises NotImplementedError on targets it does not deliver
         others.targets = [t for t in self.targets if parse_arn(t["Arn"]).service in ("logs", "events", "sqs")]
         original(others, original_event, transform_input)  # type: ignore[arg-type]
-        if not state_machines or not self.event_pattern.matches_event(original_event):
+        if not (state_machines or functions) or not self.event_pattern.matches_event(original_event):
             return
+        for target in functions:  # an asynchronous invoke on AWS; here in the publisher's thread
+            _invoke_async(IN_PROCESS[target["Arn"]], _aws_envelope(original_event))
         for target in state_machines:
             arn = parse_arn(target["Arn"])
             envelope = _aws_envelope(original_event)
@@ -229,31 +235,90 @@ def _dead_letter(rule: Any, target: dict[str, Any], envelope: dict[str, Any], ex
 class InProcessFunction:
     """A Lambda handler run in this process. `faults` are raised, in order, before the handler
     runs: an AWS error code string is a Lambda service error (e.g. 'TooManyRequestsException'),
-    an exception instance is raised from the handler as an unhandled function error."""
+    an exception instance is raised from the handler as an unhandled function error.
 
-    handler: Callable[[Any, Any], Any]
+    Each execution environment takes one request at a time, as on Lambda. `spawn` loads another
+    (a cold start: the module imported again) while all are busy, up to `max_environments`; one
+    environment only for a function whose module state is process-wide here (Powertools' Metrics)."""
+
+    handler: Callable[[Any, Any], Any]  # the first environment's
     name: str
+    arn: str = ""
+    timeout: float = 3.0
     faults: list[str | BaseException] = field(default_factory=list)
     invocations: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
-    # One request at a time, as in a Lambda execution environment: handler module state
-    # (Powertools' Metrics buffer) is not made for concurrent calls.
-    environment: threading.Lock = field(default_factory=threading.Lock)
+    spawn: Callable[[], Callable[[Any, Any], Any]] | None = None
+    max_environments: int = 1
+    _spawned: list[Callable[[Any, Any], Any] | None] = field(default_factory=list)
+    _idle: list[int] = field(default_factory=lambda: [0])
+    _free: threading.Condition = field(default_factory=threading.Condition)
+
+    def run(self, event: Any, context: Any) -> Any:
+        with self._free:
+            while not self._idle and not (self.spawn and self.environments < self.max_environments):
+                self._free.wait()
+            if self._idle:
+                index, cold = self._idle.pop(), False
+            else:
+                self._spawned.append(None)  # the slot, taken before the (slow) cold start
+                index, cold = len(self._spawned), True
+        try:
+            if cold and self.spawn:
+                self._spawned[index - 1] = self.spawn()
+            handler = self.handler if index == 0 else self._spawned[index - 1]
+            assert handler is not None
+            return handler(event, context)
+        finally:
+            with self._free:
+                self._idle.append(index)
+                self._free.notify()
+
+    @property
+    def environments(self) -> int:
+        return 1 + len(self._spawned)
 
 
 class _Context:
-    def __init__(self, fn: Any) -> None:
-        self.function_name = fn.function_name
+    def __init__(self, name: str, arn: str, timeout: float, memory: int = 128) -> None:
+        self.function_name = name
         self.function_version = "$LATEST"
-        self.invoked_function_arn = fn.function_arn
-        self.memory_limit_in_mb = int(fn.memory_size or 128)
+        self.invoked_function_arn = arn
+        self.memory_limit_in_mb = memory
         self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{fn.function_name}"
+        self.log_group_name = f"/aws/lambda/{name}"
         self.log_stream_name = "local"
-        self._deadline = time.monotonic() + float(fn.timeout or 3)
+        self._deadline = time.monotonic() + timeout
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class AsyncFailure:
+    """An asynchronous invoke (an EventBridge target) that failed on every attempt Lambda makes."""
+
+    function: str
+    event: dict[str, Any]
+    error: str
+
+
+ASYNC_FAILURES: list[AsyncFailure] = []
+# Lambda retries a failed asynchronous invoke twice (Lambda developer guide, "Asynchronous invocation").
+ASYNC_ATTEMPTS = 3
+
+
+def _invoke_async(function: InProcessFunction, event: dict[str, Any]) -> None:
+    error = ""
+    for _ in range(ASYNC_ATTEMPTS):
+        with function.lock:
+            function.invocations += 1
+        try:
+            function.run(event, _Context(function.name, function.arn, function.timeout))
+            return
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+    ASYNC_FAILURES.append(AsyncFailure(function.name, event, error))
 
 
 IN_PROCESS: dict[str, InProcessFunction] = {}
@@ -283,8 +348,8 @@ def invoke_lambdas_in_process(patches: contextlib.ExitStack) -> None:
         try:
             if fault is not None:
                 raise fault
-            with function.environment:
-                result = function.handler(event, _Context(self))
+            result = function.run(event, _Context(self.function_name, self.function_arn, float(self.timeout or 3),
+                                                  int(self.memory_size or 128)))
         except Exception as exc:
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc),
@@ -292,6 +357,79 @@ def invoke_lambdas_in_process(patches: contextlib.ExitStack) -> None:
         return json.dumps(result).encode()
 
     patches.enter_context(mock.patch.object(models.LambdaFunction, "invoke", invoke))
+
+
+# --- CloudWatch alarms -> EventBridge ---------------------------------------------------
+
+class _CfnAlarm:
+    """AWS::CloudWatch::Alarm for moto's CloudFormation: the alarm put in moto's CloudWatch."""
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
+                                        account_id: str, region_name: str, **kwargs: Any) -> Any:
+        from moto.cloudwatch.models import cloudwatch_backends
+
+        props = cloudformation_json["Properties"]
+        alarm = cloudwatch_backends[account_id][region_name].put_metric_alarm(
+            name=props.get("AlarmName") or resource_name, namespace=props.get("Namespace"),
+            metric_name=props.get("MetricName"), comparison_operator=props["ComparisonOperator"],
+            evaluation_periods=int(props["EvaluationPeriods"]), period=int(props.get("Period", 60)),
+            threshold=float(props["Threshold"]), statistic=props.get("Statistic"),
+            description=props.get("AlarmDescription", ""), dimensions=props.get("Dimensions", []),
+            alarm_actions=props.get("AlarmActions", []), ok_actions=props.get("OKActions", []),
+            treat_missing_data=props.get("TreatMissingData"))
+        alarm.physical_resource_id = alarm.name  # what Ref gives on AWS
+        alarm.is_created = lambda: True
+        return alarm
+
+    @classmethod
+    def delete_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
+                                        account_id: str, region_name: str) -> None:
+        from moto.cloudwatch.models import cloudwatch_backends
+
+        name = cloudformation_json.get("Properties", {}).get("AlarmName") or resource_name
+        cloudwatch_backends[account_id][region_name].delete_alarms([name])
+
+    @staticmethod
+    def has_cfn_attr(attr: str) -> bool:
+        return attr == "Arn"
+
+
+def create_cfn_alarms(patches: contextlib.ExitStack) -> None:
+    """The stack's alarms exist (the queue-age alarms feed provider saturation); moto's CloudFormation
+    skipped them with a warning."""
+    from moto.cloudformation import parsing
+
+    original = parsing.resource_class_from_type
+
+    def resource_class_from_type(resource_type: str) -> Any:
+        return _CfnAlarm if resource_type == "AWS::CloudWatch::Alarm" else original(resource_type)
+
+    patches.enter_context(mock.patch.object(parsing, "resource_class_from_type", resource_class_from_type))
+
+
+def announce_alarm_state_changes(patches: contextlib.ExitStack) -> None:
+    """A changed alarm state sends "CloudWatch Alarm State Change" (source aws.cloudwatch) to the default
+    bus, as AWS does (CloudWatch user guide, "Alarm events and EventBridge"). moto evaluates no metric, so
+    `set_alarm_state` is how the local stack (and an operator testing on AWS) moves an alarm."""
+    from moto.cloudwatch import models
+    from moto.events.models import events_backends
+
+    original = models.CloudWatchBackend.set_alarm_state
+
+    def set_alarm_state(self: Any, alarm_name: str, reason: str, reason_data: str, state_value: str) -> None:
+        alarm = self.alarms.get(alarm_name)
+        previous = alarm.state_value if alarm else None
+        original(self, alarm_name, reason, reason_data, state_value)
+        if alarm is None or previous == state_value:
+            return
+        detail = {"alarmName": alarm_name, "state": {"value": state_value, "reason": reason},
+                  "previousState": {"value": previous}}
+        events_backends[self.account_id][self.region_name].put_events([{
+            "Source": "aws.cloudwatch", "DetailType": "CloudWatch Alarm State Change", "EventBusName": "default",
+            "Detail": json.dumps(detail), "Resources": [alarm.alarm_arn]}])
+
+    patches.enter_context(mock.patch.object(models.CloudWatchBackend, "set_alarm_state", set_alarm_state))
 
 
 # --- Retry waits ------------------------------------------------------------------------
@@ -733,7 +871,8 @@ def check_moto_version(installed: str | None = None) -> None:
 
 # What fills a gap between moto and AWS: the local stack is wrong without it.
 GAPS: tuple[Callable[[contextlib.ExitStack], None], ...] = (
-    route_cfn_state_machines, deliver_events_to_step_functions, invoke_lambdas_in_process,
+    route_cfn_state_machines, deliver_events_to_step_functions, invoke_lambdas_in_process, announce_alarm_state_changes,
+    create_cfn_alarms,
     serialize_dynamodb_requests, failure_causes_as_text, run_express_machines_as_express,
     enforce_state_payload_quota, enforce_express_time_limit, enforce_event_entry_size, enforce_sqs_message_size,
 )

@@ -17,6 +17,7 @@ from routing_manager.local.stack import Execution, LocalStack, execution_arns, w
 ENDINGS = {
     "EmitRouted": "ROUTED",
     "EmitRejected": "REJECTED",
+    "EmitUnavailable": "UNAVAILABLE",  # recorded FAILED, replayable: no provider could take it now
     "RejectedWithoutRecord": "REJECTED",
     "AlreadyHandled": "DUPLICATE",
     "JobFailed": "FAILED",

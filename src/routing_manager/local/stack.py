@@ -6,11 +6,13 @@ run in this process. Used by the tests, `routing-manager local run` and `local u
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import logging
 import os
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -130,6 +132,10 @@ class LocalStack:
         return {key: deserializer.deserialize(value) for key, value in item.items()}
 
 
+# Functions whose handlers may run side by side here, each environment its own module. The others keep
+# one: Powertools' Metrics buffer is process-wide, so two of their environments would share it.
+CONCURRENT_ENVIRONMENTS = {"ProviderEventsFunction": 10}
+
 _FUNCTION_LOGGERS: set[str] = set()
 
 
@@ -138,6 +144,14 @@ def _load_handler(name: str, code_uri: str, handler: str, env: dict[str, str]) -
 
     A cold start is a new process: loggers an earlier import configured (Powertools keeps its
     handler, bound to the stdout of that time, on the named logger) are dropped first."""
+    with _IMPORTING:
+        return _import_handler(name, code_uri, handler, env)
+
+
+_IMPORTING = threading.Lock()  # one cold start at a time: it changes sys.path and the environment
+
+
+def _import_handler(name: str, code_uri: str, handler: str, env: dict[str, str]) -> Any:
     module_name, _, attr = handler.rpartition(".")
     code_dir = (project.ROOT / code_uri).resolve()
     spec = importlib.util.spec_from_file_location(f"_local_lambda_{name}_{uuid.uuid4().hex[:8]}",
@@ -148,7 +162,7 @@ def _load_handler(name: str, code_uri: str, handler: str, env: dict[str, str]) -
     for logger_name in _FUNCTION_LOGGERS | {env.get("POWERTOOLS_SERVICE_NAME", "")}:
         loggers.pop(logger_name, None)
     before = set(loggers)
-    saved = dict(os.environ)
+    saved = {key: os.environ.get(key) for key in env}
     # The function's folder is its package root while it imports, as on Lambda, and only then:
     # every function has an app.py, and one left on sys.path would shadow the others.
     sys.path.insert(0, str(code_dir))
@@ -157,8 +171,11 @@ def _load_handler(name: str, code_uri: str, handler: str, env: dict[str, str]) -
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(code_dir))
-        os.environ.clear()
-        os.environ.update(saved)
+        for key, value in saved.items():  # only its own keys: other threads read the environment meanwhile
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         _FUNCTION_LOGGERS.update(set(loggers) - before)
     return getattr(module, attr)
 
@@ -212,7 +229,10 @@ def deploy(session: Any | None = None, endpoint_url: str | None = None, paramete
             env["AWS_ENDPOINT_URL"] = endpoint_url
         logical = res["LogicalResourceId"]
         handler = _load_handler(logical, code_uris[logical], handlers[logical], env)
-        fn = moto_adapters.InProcessFunction(handler=handler, name=config["FunctionName"])
+        fn = moto_adapters.InProcessFunction(
+            handler=handler, name=config["FunctionName"], arn=config["FunctionArn"], timeout=float(config["Timeout"]),
+            spawn=functools.partial(_load_handler, logical, code_uris[logical], handlers[logical], env),
+            max_environments=CONCURRENT_ENVIRONMENTS.get(logical, 1))
         moto_adapters.IN_PROCESS[config["FunctionArn"]] = fn
         functions[config["FunctionName"]] = fn
 

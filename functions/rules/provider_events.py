@@ -1,0 +1,190 @@
+"""Provider events Lambda: keeps each provider's circuit breaker and backpressure state.
+
+Behind two EventBridge rules:
+- `video.job.failed` / `video.job.completed` from the provider invokers (any source but
+  `routing.manager`): each outcome is counted in its (provider, model) window with one atomic
+  `ADD` (no count lost under concurrency); the breaker opens when a window holds at least
+  `minRequests` outcomes and the failure share reaches `failureRate`, or at once on `rate_limited`
+  with `retryAfterSec`. After `cooldownSec` the rules Lambda lets one probe job through; its outcome
+  closes the breaker or opens it again. `invalid_input` is the job's fault: never counted.
+- `CloudWatch Alarm State Change` of a queue-age alarm (`<stack>-saturated-<provider>`): ALARM marks
+  the provider saturated, OK clears it.
+
+Shares routing_core (the routing table's breaker settings, the control-table items) with the rules
+function, hence the same code folder. Every transition is a conditional write, audited and announced
+as `routing.provider.changed` (see routing_core.control).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.logging import Logger
+from pydantic import ValidationError
+from routing_core import control
+from routing_core.availability import STATE_PK, scope, state_of
+from routing_core.contract import (
+    COMPLETED_DETAIL_TYPE,
+    FAILED_DETAIL_TYPE,
+    ROUTER_SOURCE,
+    JobCompletedDetail,
+    JobFailedDetail,
+)
+from routing_core.live import LiveState
+from routing_core.loading import DEFAULT_TABLE, load_table
+
+ALARM_DETAIL_TYPE = "CloudWatch Alarm State Change"
+BY_BREAKER = "circuit-breaker"
+BY_ALARM = "queue-age-alarm"
+WINDOW_DAYS_KEPT = 1  # window items expire (DynamoDB TTL) a day after they end
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "routing-manager"))
+TABLE = os.environ["PROVIDER_STATE_TABLE"]
+BUS = os.environ.get("EVENT_BUS_NAME", "default")
+ALARM_PREFIX = os.environ.get("SATURATION_ALARM_PREFIX", "")
+routing_table = load_table(Path(os.environ.get("ROUTING_TABLE_PATH") or DEFAULT_TABLE))
+ddb = boto3.client("dynamodb")
+events = boto3.client("events")
+provider_state = LiveState(TABLE, client=ddb)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    kind = event.get("detail-type") if isinstance(event, dict) else None
+    detail = event.get("detail") if isinstance(event, dict) else None
+    if not isinstance(detail, dict):
+        return _ignored("no detail")
+    if kind == ALARM_DETAIL_TYPE:
+        return on_alarm(detail)
+    if kind in (FAILED_DETAIL_TYPE, COMPLETED_DETAIL_TYPE):
+        if event.get("source") == ROUTER_SOURCE:
+            return _ignored("outcomes come from the provider invokers, not the router")
+        return on_outcome(kind, detail)
+    return _ignored(f"detail-type {kind!r}")
+
+
+def _ignored(why: str) -> dict[str, Any]:
+    logger.warning("event ignored", why=why)
+    return {"counted": False, "ignored": why}
+
+
+def on_outcome(kind: str, detail: dict[str, Any]) -> dict[str, Any]:
+    try:
+        outcome = (JobFailedDetail if kind == FAILED_DETAIL_TYPE else JobCompletedDetail).model_validate(detail)
+    except ValidationError as exc:
+        return _ignored("invalid detail: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                                       for e in exc.errors()))
+    spec = routing_table["providers"].get(outcome.provider)
+    if spec is None:
+        return _ignored(f"provider {outcome.provider!r} is not in the routing table")
+    failed = isinstance(outcome, JobFailedDetail)
+    if isinstance(outcome, JobFailedDetail) and outcome.errorType == "invalid_input":
+        return {"counted": False, "ignored": "invalid_input is the job's fault, not the provider's"}
+
+    breaker = spec["breaker"]
+    where = scope(outcome.provider, outcome.model)
+    now = time.time()
+    window = int(now // breaker["windowSec"] * breaker["windowSec"])
+    counts = ddb.update_item(  # the one write that must not be lost: an error here raises, and is retried
+        TableName=TABLE, Key={"pk": {"S": f"window#{where}"}, "sk": {"S": str(window)}},
+        UpdateExpression="ADD #total :one, failures :failed SET expiresAt = :expires",
+        ExpressionAttributeNames={"#total": "total"},  # a reserved word
+        ExpressionAttributeValues={":one": {"N": "1"}, ":failed": {"N": "1" if failed else "0"},
+                                   ":expires": {"N": str(window + breaker["windowSec"] + WINDOW_DAYS_KEPT * 86400)}},
+        ReturnValues="UPDATED_NEW")["Attributes"]
+    total, failures = float(counts["total"]["N"]), float(counts["failures"]["N"])
+    result: dict[str, Any] = {"counted": True, "window": window, "total": total, "failures": failures}
+    try:  # a transition that fails is tried again by the next outcome: never raise (a retry would count twice)
+        change = _transition(where, outcome, failed, breaker, now, window, total, failures)
+    except Exception:
+        logger.exception("breaker transition not written")
+        change = None
+    if change is not None:
+        result["change"] = change["change"]
+    return result
+
+
+def _transition(where: str, outcome: Any, failed: bool, breaker: dict[str, Any], now: float, window: int,
+                total: float, failures: float) -> dict[str, Any] | None:
+    item = provider_state.items().get(where)
+    if item and item.get("breakerOpenUntil") is not None and item.get("probeJobId") is None:
+        provider_state.invalidate()  # half-open without a probe seen yet: it may have been claimed since
+        item = provider_state.items().get(where)
+    state, _, _ = state_of(item, now)
+    if item and item.get("probeJobId") == outcome.jobId and item.get("breakerOpenUntil") is not None:
+        if not failed:
+            return _write(where, "available", "breaker_closed", None, None,
+                          "SET closedAt = :now REMOVE breakerOpenUntil, breakerReason, probeJobId, probeUntil",
+                          "probeJobId = :job", {":now": {"N": repr(now)}, ":job": {"S": outcome.jobId}})
+        until = now + breaker["cooldownSec"]
+        reason = f"probe job failed: {outcome.errorType}"
+        return _write(where, "open", "probe_failed", reason, until,
+                      "SET breakerOpenUntil = :until, breakerReason = :reason REMOVE probeJobId, probeUntil",
+                      "probeJobId = :job", {":until": {"N": repr(until)}, ":reason": {"S": reason},
+                                            ":job": {"S": outcome.jobId}})
+    if not failed:
+        return None
+    if outcome.errorType == "rate_limited" and outcome.retryAfterSec:
+        until = now + outcome.retryAfterSec
+        reason = f"rate limited: retry after {outcome.retryAfterSec:g} s"
+        return _write(where, "open", "breaker_opened", reason, until,
+                      "SET breakerOpenUntil = :until, breakerReason = :reason REMOVE probeJobId, probeUntil",
+                      "attribute_not_exists(breakerOpenUntil) OR breakerOpenUntil < :until",
+                      {":until": {"N": repr(until)}, ":reason": {"S": reason}})
+    if state in ("open", "half_open") or total < breaker["minRequests"] or failures / total < breaker["failureRate"]:
+        return None
+    until = now + breaker["cooldownSec"]
+    reason = f"{failures:g} of {total:g} outcomes failed in {breaker['windowSec']} s"
+    # A window that began before the breaker last closed does not open it again.
+    return _write(where, "open", "breaker_opened", reason, until,
+                  "SET breakerOpenUntil = :until, breakerReason = :reason REMOVE probeJobId, probeUntil",
+                  "attribute_not_exists(breakerOpenUntil) AND (attribute_not_exists(closedAt) OR closedAt <= :window)",
+                  {":until": {"N": repr(until)}, ":reason": {"S": reason}, ":window": {"N": str(window)}})
+
+
+def _write(where: str, state: str, what: str, reason: str | None, until: float | None, expression: str,
+           condition: str, values: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        ddb.update_item(TableName=TABLE, Key={"pk": {"S": STATE_PK}, "sk": {"S": where}},
+                        UpdateExpression=expression, ConditionExpression=condition, ExpressionAttributeValues=values)
+    except ddb.exceptions.ConditionalCheckFailedException:
+        return None  # another outcome made this change first
+    provider_state.invalidate()
+    detail = control.change(where, state, what, BY_BREAKER, reason, until)
+    control.record(ddb, events, TABLE, BUS, ROUTER_SOURCE, detail)
+    logger.info("provider state changed", **detail)
+    return detail
+
+
+def on_alarm(detail: dict[str, Any]) -> dict[str, Any]:
+    name = detail.get("alarmName")
+    if not isinstance(name, str) or not ALARM_PREFIX or not name.startswith(ALARM_PREFIX):
+        return _ignored(f"alarm {name!r} is not a queue-age alarm of this stack")
+    provider = name[len(ALARM_PREFIX):]
+    if provider not in routing_table["providers"]:
+        return _ignored(f"provider {provider!r} is not in the routing table")
+    value = (detail.get("state") or {}).get("value")
+    saturated = value == "ALARM"
+    if saturated:
+        response = ddb.update_item(
+            TableName=TABLE, Key={"pk": {"S": STATE_PK}, "sk": {"S": provider}},
+            UpdateExpression="SET saturated = :yes, saturatedSince = :now", ReturnValues="UPDATED_OLD",
+            ExpressionAttributeValues={":yes": {"BOOL": True}, ":now": {"N": repr(time.time())}})
+    else:
+        response = ddb.update_item(TableName=TABLE, Key={"pk": {"S": STATE_PK}, "sk": {"S": provider}},
+                                   UpdateExpression="REMOVE saturated, saturatedSince", ReturnValues="UPDATED_OLD")
+    was = bool(response.get("Attributes", {}).get("saturated", {}).get("BOOL"))
+    if was == saturated:
+        return {"saturated": saturated, "changed": False}
+    provider_state.invalidate()
+    max_age = routing_table["providers"][provider].get("maxQueueAgeSec")
+    reason = f"oldest message older than {max_age} s" if saturated else None
+    detail_out = control.change(provider, "saturated" if saturated else "available",
+                                "saturated" if saturated else "unsaturated", BY_ALARM, reason)
+    control.record(ddb, events, TABLE, BUS, ROUTER_SOURCE, detail_out)
+    logger.info("provider state changed", **detail_out)
+    return {"saturated": saturated, "changed": True}

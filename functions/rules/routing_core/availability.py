@@ -1,0 +1,143 @@
+"""Provider availability: whether a provider (and model) may take a job now, and why not.
+
+The control table (ProviderStateTable) holds one item per scope, `pk = "state"`, `sk = provider` or
+`provider#model`: the kill switch (`disabledReason`, `disabledUntil`), the circuit breaker
+(`breakerOpenUntil`, `breakerReason`, `probeJobId`, `probeUntil`, `closedAt`) and backpressure
+(`saturated`). Times are epoch seconds. This module only reads items: the rules Lambda
+(live.py), the outcome counter (provider_events.py), `explain` and `provider status` share it.
+
+Plain Python: the rules Lambda imports it at cold start.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
+
+State = Literal["available", "disabled", "open", "half_open", "saturated"]
+STATES: tuple[State, ...] = ("available", "disabled", "open", "half_open", "saturated")
+STATE_PK = "state"
+# A scope that blocks outranks one that only asks for a probe: a disabled provider takes no probe.
+_BLOCKING: tuple[State, ...] = ("disabled", "open", "saturated")
+
+Item = Mapping[str, Any]
+
+
+def scope(provider: str, model: str | None = None) -> str:
+    return provider if model is None else f"{provider}#{model}"
+
+
+def split_scope(text: str) -> tuple[str, str | None]:
+    provider, _, model = text.partition("#")
+    return provider, model or None
+
+
+def iso(epoch: float | None) -> str | None:
+    return None if epoch is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def plain(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """A DynamoDB item (attribute-value form) as Python values: the few types the control table uses."""
+    values: dict[str, Any] = {}
+    for key, typed in item.items():
+        (kind, value), = typed.items()
+        values[key] = float(value) if kind == "N" else None if kind == "NULL" else value
+    return values
+
+
+def state_of(item: Item | None, now: float) -> tuple[State, str | None, float | None]:
+    """(state, reason, until) of one scope's item at `now`."""
+    if not item:
+        return "available", None, None
+    if item.get("disabledReason") is not None:
+        until = item.get("disabledUntil")
+        if until is None or until > now:  # a timed disable expires by itself
+            return "disabled", item["disabledReason"], until
+    open_until = item.get("breakerOpenUntil")
+    if open_until is not None:
+        if open_until > now:
+            return "open", item.get("breakerReason"), open_until
+        return "half_open", item.get("breakerReason"), item.get("probeUntil")
+    if item.get("saturated") is True:
+        return "saturated", item.get("saturatedReason") or "queue saturated", None
+    return "available", None, None
+
+
+def describe(state: State, reason: str | None, until: float | None) -> str:
+    """Why a candidate was skipped, as the decision's explanation says it."""
+    if state == "disabled":
+        return f"disabled: {reason or 'no reason given'}" + (f" (until {iso(until)})" if until else "")
+    if state == "open":
+        return f"breaker open until {iso(until)}" + (f" ({reason})" if reason else "")
+    if state == "saturated":
+        return "queue saturated"
+    if state == "half_open":
+        return "breaker half-open: a probe job is in flight"
+    return "available"
+
+
+class Availability:
+    """The provider states at one moment. `claim_probe` decides who is a half-open breaker's one probe:
+    here (explain, a given state) the job asking would be; live.py claims it in DynamoDB."""
+
+    def __init__(self, items: Mapping[str, Item], now: float | None = None,
+                 claim_probe: Callable[[str, str], bool] | None = None) -> None:
+        self.items = items
+        self.now = time.time() if now is None else now
+        self._claim_probe = claim_probe
+
+    def candidate(self, provider: str, model: str) -> tuple[State, str | None, float | None, str]:
+        """The candidate's state: the provider's and the model's scopes, the more blocking one."""
+        found: list[tuple[State, str | None, float | None, str]] = []
+        for key in (scope(provider), scope(provider, model)):
+            state, reason, until = state_of(self.items.get(key), self.now)
+            if state != "available":
+                found.append((state, reason, until, key))
+        for wanted in (*_BLOCKING, "half_open"):
+            for entry in found:
+                if entry[0] == wanted:
+                    return entry
+        return "available", None, None, scope(provider, model)
+
+    def check(self, provider: str, model: str, job_id: str) -> tuple[bool, str | None]:
+        """(may take the job, why not or a note)."""
+        state, reason, until, key = self.candidate(provider, model)
+        if state == "available":
+            return True, None
+        if state == "half_open" and (self._claim_probe is None or self._claim_probe(key, job_id)):
+            return True, "the half-open breaker's probe job"
+        return False, describe(state, reason, until)
+
+    def scopes(self, known: Iterable[tuple[str, str | None]]) -> list[dict[str, Any]]:
+        """One line per scope (the known ones and any in the table): what `provider status` prints."""
+        keys = {scope(p, m) for p, m in known} | set(self.items)
+        lines = []
+        for key in sorted(keys):
+            provider, model = split_scope(key)
+            state, reason, until = state_of(self.items.get(key), self.now)
+            lines.append({"provider": provider, "model": model, "state": state, "reason": reason, "until": iso(until)})
+        return lines
+
+
+def items_from_status(lines: Iterable[Mapping[str, Any]], now: float) -> dict[str, dict[str, Any]]:
+    """The items behind `provider status --json` lines: `explain --state FILE` reads what status printed."""
+    from datetime import datetime
+
+    items: dict[str, dict[str, Any]] = {}
+    for line in lines:
+        state, reason = line.get("state"), line.get("reason")
+        if state not in STATES:
+            raise ValueError(f"state {state!r} is not one of {', '.join(STATES)}")
+        until_text = line.get("until")
+        until = datetime.fromisoformat(until_text.replace("Z", "+00:00")).timestamp() if until_text else None
+        item = items.setdefault(scope(line["provider"], line.get("model")), {})
+        if state == "disabled":
+            item.update(disabledReason=reason or "disabled", disabledUntil=until)
+        elif state == "open":
+            item.update(breakerOpenUntil=until or now + 30, breakerReason=reason)
+        elif state == "half_open":
+            item.update(breakerOpenUntil=now, breakerReason=reason)
+        elif state == "saturated":
+            item.update(saturated=True)
+    return items
