@@ -4,6 +4,11 @@ Publishes `Agent/RoutingManager/Heartbeat` = 1 (namespace VideoJobRouting; the A
 Dashboard discovers agents by it) only after the rules Lambda decided a canary job in dry-run
 and the Jobs table answered. It enqueues nothing, writes no job record and emits no job event;
 a failing check raises, so no heartbeat is published and the Lambda's Errors metric counts it.
+
+The canary is decided with the providers' state as jobs are (never claiming a breaker's probe):
+a canary no provider can take now still proves the router works, so the heartbeat is published,
+and so are `ProviderAvailable` and `ProviderBreakerOpen` (1/0, dimension provider) for every
+provider: the breaker-open alarms and the dashboard read them.
 """
 
 from __future__ import annotations
@@ -38,12 +43,21 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     if response.get("FunctionError"):
         error = payload.get("errorType") if isinstance(payload, dict) else None
         raise CanaryFailed(f"rules Lambda failed: {error}")
-    if not isinstance(payload, dict) or payload.get("outcome") != "route":
+    if not isinstance(payload, dict) or payload.get("outcome") not in ("route", "unavailable"):
         reason = payload.get("reason") if isinstance(payload, dict) else payload
         raise CanaryFailed(f"canary job was not routed: {reason}")
     dynamodb.get_item(TableName=JOBS_TABLE, Key={"jobId": {"S": CANARY_KEY}},
                       ProjectionExpression="jobId")
-    cloudwatch.put_metric_data(Namespace=NAMESPACE,
-                               MetricData=[{"MetricName": METRIC, "Value": 1.0, "Unit": "Count"}])
-    print(json.dumps({"message": "heartbeat", "provider": payload["provider"], "rule": payload["rule"]}))
-    return {"heartbeat": 1, "provider": payload["provider"], "rule": payload["rule"]}
+    providers = payload.get("providers") or []
+    metric_data: list[dict[str, Any]] = [{"MetricName": METRIC, "Value": 1.0, "Unit": "Count"}]
+    for summary in providers:
+        dimensions = [{"Name": "provider", "Value": summary["provider"]}]
+        metric_data += [
+            {"MetricName": "ProviderAvailable", "Dimensions": dimensions, "Value": float(summary["available"])},
+            {"MetricName": "ProviderBreakerOpen", "Dimensions": dimensions, "Value": float(summary["breakerOpen"])},
+        ]
+    cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=metric_data)  # 1 + 2 per provider: within 1,000
+    result = {"heartbeat": 1, "outcome": payload["outcome"], "provider": payload["provider"], "rule": payload["rule"],
+              "reason": payload.get("reason"), "providers": {s["provider"]: s["states"] for s in providers}}
+    print(json.dumps({"message": "heartbeat", **result}))
+    return result

@@ -19,6 +19,7 @@ from typing import Any
 
 from aws_lambda_powertools.logging import Logger
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
+from routing_core.availability import by_provider
 from routing_core.engine import Decision, Engine, echo
 from routing_core.live import LiveState
 from routing_core.loading import DEFAULT_TABLE, load_table
@@ -52,7 +53,7 @@ def lambda_handler(event: Any, context: Any) -> Decision:
     if credits_first and decision["rule"] != "validate" and isinstance(detail, dict):
         decision = engine.read_credits_first(decision, detail)
     if dry_run and availability is not None:
-        decision["providers"] = availability.scopes(engine.candidates())
+        decision["providers"] = by_provider(availability.scopes(engine.candidates()))
     if not dry_run and decision["outcome"] in _OUTCOME_METRIC:
         metrics.add_dimension("provider", decision["provider"] or "none")
         metrics.add_dimension("outcome", _OUTCOME_METRIC[decision["outcome"]])

@@ -95,10 +95,13 @@ def on_outcome(kind: str, detail: dict[str, Any]) -> dict[str, Any]:
         ExpressionAttributeNames={"#total": "total"},  # a reserved word
         ExpressionAttributeValues={":one": {"N": "1"}, ":failed": {"N": "1" if failed else "0"},
                                    ":expires": {"N": str(window + breaker["windowSec"] + WINDOW_DAYS_KEPT * 86400)}},
-        ReturnValues="UPDATED_NEW")["Attributes"]
-    total, failures = float(counts["total"]["N"]), float(counts["failures"]["N"])
-    result: dict[str, Any] = {"counted": True, "window": window, "total": total, "failures": failures}
-    try:  # a transition that fails is tried again by the next outcome: never raise (a retry would count twice)
+        ReturnValues="ALL_NEW")["Attributes"]
+    result: dict[str, Any] = {"counted": True, "window": window}
+    # Counted: from here on nothing raises, or Lambda's retry would count the outcome twice. A transition
+    # that fails is tried again by the next outcome.
+    try:
+        total, failures = float(counts["total"]["N"]), float(counts["failures"]["N"])
+        result.update(total=total, failures=failures)
         change = _transition(where, outcome, failed, breaker, now, window, total, failures)
     except Exception:
         logger.exception("breaker transition not written")

@@ -123,3 +123,16 @@ def test_every_reason_code_is_documented_with_its_kind() -> None:
         kind = "retryable" if retryable else "final"
         assert f"| `{code}` | {kind} |" in doc, code
         assert is_retryable(code.replace("{error}", "X")) is retryable
+
+
+def test_provider_outcome_samples_follow_the_contract() -> None:
+    from routing_core.contract import SCHEMAS
+
+    from routing_manager import project
+
+    samples = sorted((project.EVENTS / "provider").glob("*.json"))
+    assert len(samples) == 4
+    for sample in samples:
+        [entry] = json.loads(sample.read_text())
+        assert entry["Source"] != "routing.manager"
+        SCHEMAS[entry["DetailType"]].model_validate_json(entry["Detail"])

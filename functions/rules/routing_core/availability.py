@@ -120,6 +120,24 @@ class Availability:
         return lines
 
 
+def by_provider(lines: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per provider, from `scopes()` lines: available (the provider and at least one of its models can take
+    a job) and breakerOpen (a breaker of it is open or half-open). What the heartbeat publishes."""
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for line in lines:
+        grouped.setdefault(line["provider"], []).append(line)
+    usable = ("available", "half_open")
+    summary = []
+    for provider, scoped in sorted(grouped.items()):
+        whole = [line["state"] for line in scoped if line["model"] is None]
+        models = [line["state"] for line in scoped if line["model"] is not None]
+        available = all(state in usable for state in whole) and (not models or any(s in usable for s in models))
+        summary.append({"provider": provider, "available": available,
+                        "breakerOpen": any(line["state"] in ("open", "half_open") for line in scoped),
+                        "states": {scope(line["provider"], line["model"]): line["state"] for line in scoped}})
+    return summary
+
+
 def items_from_status(lines: Iterable[Mapping[str, Any]], now: float) -> dict[str, dict[str, Any]]:
     """The items behind `provider status --json` lines: `explain --state FILE` reads what status printed."""
     from datetime import datetime

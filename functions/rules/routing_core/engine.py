@@ -39,7 +39,7 @@ class Decision(TypedDict):
     explanation: list[dict[str, Any]]  # every rule tried, and why it matched or not
     submittedDetail: NotRequired[str]  # the detail as compact JSON ("" when over the limits)
     userId: NotRequired[str]  # read_credits: whose balance to read
-    providers: NotRequired[list[dict[str, Any]]]  # dry run: every provider's and model's state
+    providers: NotRequired[list[dict[str, Any]]]  # dry run: each provider's availability (by_provider)
 
 
 class Job:

@@ -82,6 +82,8 @@ class LiveState:
         """True for the one job that may probe a half-open breaker (the same job again, on a restart)."""
         now = time.time()
         item = self._items.get(scope, {})
+        if item.get("probeJobId") not in (None, job_id) and (item.get("probeUntil") or 0) > now:
+            return False  # a probe is known to be in flight: no write (each failed condition costs one)
         lease = now + self.probe_timeouts.get(split_scope(scope)[0], 900.0)
         try:
             self.client.update_item(
