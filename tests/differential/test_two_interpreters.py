@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from moto.dynamodb.models import DynamoDBBackend
 from moto.events.models import EventsBackend
 from moto.sqs.models import SQSBackend
+from routing_core.live import MAX_AGE_SEC
 
 from routing_manager import project
 from routing_manager.local import moto_adapters
@@ -82,6 +84,19 @@ def _malformed_decision(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> s
     return _one(stack, job())
 
 
+def _provider_unavailable(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> str:
+    """fal disabled, a job strict to it: recorded FAILED and announced, nothing enqueued."""
+    table, key = stack.outputs["ProviderStateTableName"], {"pk": {"S": "state"}, "sk": {"S": "fal"}}
+    ddb = stack.client("dynamodb")
+    ddb.put_item(TableName=table, Item={**key, "disabledReason": {"S": "differential"}})
+    time.sleep(MAX_AGE_SEC)
+    try:
+        return _one(stack, job(provider="fal"))
+    finally:
+        ddb.delete_item(TableName=table, Key=key)
+        time.sleep(MAX_AGE_SEC)
+
+
 CASES: dict[str, Case] = {
     "routed": lambda s, m: _one(s, job()),
     "explicit-provider": lambda s, m: _one(s, job(provider="Replicate", lengthSec=60, resolution="1080p")),
@@ -103,6 +118,7 @@ CASES: dict[str, Case] = {
     "mark-failure": _faulted(DynamoDBBackend, "update_item", ":routed", [error("ValidationException")] * FOREVER),
     "emit-failure": _faulted(EventsBackend, "put_events", "video.job.routed", [FAILED_ENTRY] * FOREVER),
     "malformed-decision": _malformed_decision,
+    "provider-unavailable": _provider_unavailable,
 }
 CREDITS_CASES: dict[str, Case] = {
     "credits-present": lambda s, m: _one(s, job(userId="rich-user")),
@@ -218,7 +234,7 @@ def test_every_task_state_and_ending_is_covered(recordings: dict[str, Any]) -> N
 def test_a_changed_choice_is_caught(recordings: dict[str, Any]) -> None:
     """The comparison can fail: swap RouteOrReject's branches in a copy and the routed job diverges."""
     definition = json.loads(json.dumps(recordings["routed"]["definition"]))
-    route, reject = definition["States"]["RouteOrReject"]["Choices"]
+    route, reject, _ = definition["States"]["RouteOrReject"]["Choices"]
     route["Next"], reject["Next"] = reject["Next"], route["Next"]
     [found] = [differences(recordings["routed"], replay) for replay in
                second_interpreter({"routed": recordings["routed"]}, {"routed": definition}).values()]

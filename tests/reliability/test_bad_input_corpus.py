@@ -58,7 +58,8 @@ def _cases() -> list[tuple[str, dict[str, Any], str, str | None]]:
     for i, value in enumerate([0, 300.5]):  # validation still comes first
         cases.append((f"explicit-bad-length-{i}", job(provider="fal", lengthSec=value), "REJECTED",
                       "invalid_length:must_be_1-300_seconds"))
-    cases.append(("audio-true", job(feature={"audio": True}), "REJECTED", "no_route"))  # fal cannot do audio
+    # fal cannot do audio: the rule's next candidate, Replicate, takes it.
+    cases.append(("audio-true", job(feature={"audio": True}), ROUTE, None))
     cases.append(("audio-junk", job(feature={"audio": "yes"}), ROUTE, None))
     cases.append(("nested-junk", job(extra={"deep": [[[[{"x": [None] * 50}]]]]}, tags=list(range(100))), ROUTE, None))
     # The contract's limits (docs/EVENT_SCHEMA.md), at and over the edge; far above them, up to what

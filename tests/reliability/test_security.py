@@ -26,7 +26,9 @@ STAR_ALLOWED = {
 }
 
 EXPECTED_ACTIONS = {
-    "RulesFunctionRole": set(),  # calls no AWS API (logs and X-Ray through AWS managed policies)
+    # Reads the provider states and claims probes (the "state" partition only: see the next test).
+    "RulesFunctionRole": {"dynamodb:Query", "dynamodb:UpdateItem"},
+    "ProviderEventsFunctionRole": {"dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:PutItem", "events:PutEvents"},
     "HeartbeatFunctionRole": {"lambda:InvokeFunction", "dynamodb:GetItem", "cloudwatch:PutMetricData"},
     "RoutingStateMachineRole": {"dynamodb:UpdateItem", "dynamodb:GetItem", "lambda:InvokeFunction", "sqs:SendMessage",
                                 "events:PutEvents", "cloudwatch:PutMetricData", *(a for a in STAR_ALLOWED
@@ -68,6 +70,14 @@ def test_each_role_has_only_the_actions_it_uses(packaged: tuple[dict[str, Any], 
         assert set(role.get("ManagedPolicyArns", [])) <= MANAGED_ALLOWED, name
         actions = {a for p in role.get("Policies", []) for s in _statements(p) for a in _as_list(s["Action"])}
         assert actions == EXPECTED_ACTIONS[name], name
+
+
+def test_the_rules_function_touches_only_the_provider_state_partition(packaged: tuple[dict[str, Any], Path]) -> None:
+    template, _ = packaged
+    [statement] = [s for p in template["Resources"]["RulesFunctionRole"]["Properties"]["Policies"]
+                   for s in _statements(p)]
+    assert statement["Resource"] == {"Fn::GetAtt": ["ProviderStateTable", "Arn"]}
+    assert statement["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["state"]}}
 
 
 def test_star_resources_only_where_aws_requires_them(packaged: tuple[dict[str, Any], Path]) -> None:

@@ -151,3 +151,23 @@ def test_no_state_carries_the_event_after_the_gate(asl: dict[str, Any]) -> None:
         assert "ResultPath" not in states[name]
         [catch] = states[name]["Catch"]
         assert "ResultPath" not in catch, f"{name}'s error must replace the event, not join it"
+
+
+def test_each_provider_has_its_saturation_and_breaker_alarms_with_the_tables_threshold(sam: dict[str, Any]) -> None:
+    """The queue-age alarm is backpressure's input: its threshold is the table's maxQueueAgeSec."""
+    table = json.loads((project.RULES_FUNCTION / "routing_table.json").read_text())
+    alarms = {a["Properties"]["AlarmName"]["Fn::Sub"]: a["Properties"]
+              for a in sam["Resources"].values() if a["Type"] == "AWS::CloudWatch::Alarm"}
+    for name, provider in table["providers"].items():
+        saturated = alarms[f"${{AWS::StackName}}-saturated-{name}"]
+        assert (saturated["Namespace"], saturated["MetricName"]) == ("AWS/SQS", "ApproximateAgeOfOldestMessage")
+        assert saturated["Threshold"] == provider["maxQueueAgeSec"], name
+        assert saturated["ComparisonOperator"] == "GreaterThanThreshold"
+        queue_name = saturated["Dimensions"][0]["Value"]["Fn::If"]
+        assert queue_name[1] == {"Fn::GetAtt": [provider["queue"], "QueueName"]}
+        breaker = alarms[f"${{AWS::StackName}}-breaker-open-{name}"]
+        assert (breaker["MetricName"], breaker["Dimensions"]) == (
+            "ProviderBreakerOpen", [{"Name": "provider", "Value": name}])
+    prefix = sam["Resources"]["ProviderEventsFunction"]["Properties"]["Environment"]["Variables"][
+        "SATURATION_ALARM_PREFIX"]
+    assert prefix == {"Fn::Sub": "${AWS::StackName}-saturated-"}

@@ -291,3 +291,47 @@ def test_another_moto_version_is_refused_with_what_to_do() -> None:
     with pytest.raises(moto_adapters.MotoVersionError,
                        match=r"written for moto 5\.2\.5, and moto 5\.3\.0 is installed"):
         moto_adapters.check_moto_version("5.3.0")
+
+
+def test_a_failing_async_target_is_tried_three_times_then_recorded() -> None:
+    calls: list[int] = []
+
+    def failing(event: dict, context: object) -> None:  # type: ignore[type-arg]
+        calls.append(1)
+        raise RuntimeError("down")
+
+    fn = moto_adapters.InProcessFunction(handler=failing, name="f")
+    before = len(moto_adapters.ASYNC_FAILURES)
+    moto_adapters._invoke_async(fn, {"detail": {}})
+    assert len(calls) == moto_adapters.ASYNC_ATTEMPTS == 3
+    failure = moto_adapters.ASYNC_FAILURES.pop()
+    assert len(moto_adapters.ASYNC_FAILURES) == before
+    assert (failure.function, failure.error) == ("f", "RuntimeError: down")
+
+
+def test_an_in_process_function_runs_more_environments_only_when_all_are_busy() -> None:
+    import threading
+
+    started, release = threading.Barrier(4), threading.Event()  # three requests and this test
+    loads: list[int] = []
+
+    def environment() -> object:
+        loads.append(1)
+
+        def handler(event: dict, context: object) -> int:  # type: ignore[type-arg]
+            started.wait()
+            release.wait(5)
+            return len(loads)
+        return handler
+
+    fn = moto_adapters.InProcessFunction(handler=environment(), name="f", spawn=environment, max_environments=5)
+    threads = [threading.Thread(target=fn.run, args=({}, None)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    started.wait(5)  # three requests at once: three environments
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert fn.environments == 3 and len(loads) == 3
+    one = moto_adapters.InProcessFunction(handler=lambda e, c: "only", name="g")
+    assert one.run({}, None) == "only" and one.environments == 1

@@ -190,3 +190,65 @@ def test_moto_applies_definition_substitutions(aws_without: None) -> None:
     cfn.create_stack(StackName="subs", TemplateBody=json.dumps(template))
     arn = cfn.describe_stacks(StackName="subs")["Stacks"][0]["Outputs"][0]["OutputValue"]
     assert json.loads(_run(arn)["output"]) == "substituted"
+
+
+def _function(handler: Any) -> str:
+    lam = boto3.client("lambda", region_name=REGION)
+    role = boto3.client("iam").create_role(RoleName=f"r{uuid.uuid4().hex[:6]}",
+                                           AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    name = f"f{uuid.uuid4().hex[:8]}"
+    arn: str = lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="a.h",
+                                   Code={"ZipFile": b"x"})["FunctionArn"]
+    adapters.IN_PROCESS[arn] = adapters.InProcessFunction(handler=handler, name=name, arn=arn)
+    return arn
+
+
+@with_and_without(adapters.deliver_events_to_step_functions, "a rule's Lambda target is never invoked")
+def test_an_event_invokes_the_rules_lambda_target(aws_without: None) -> None:
+    seen: list[Any] = []
+    arn = _function(lambda event, context: seen.append(event))
+    try:
+        events = boto3.client("events", region_name=REGION)
+        events.put_rule(Name="to-lambda", EventPattern=json.dumps({"source": ["t"]}))
+        events.put_targets(Rule="to-lambda", Targets=[{"Id": "fn", "Arn": arn}])
+        events.put_events(Entries=[{"Source": "t", "DetailType": "d", "Detail": '{"n": 1}'}])
+    finally:
+        adapters.IN_PROCESS.pop(arn)
+    assert [e["detail"] for e in seen] == [{"n": 1}]
+
+
+def _saturation_alarm_template() -> str:
+    return json.dumps({"Resources": {"Alarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+        "AlarmName": "stack-saturated-fal", "Namespace": "AWS/SQS", "MetricName": "ApproximateAgeOfOldestMessage",
+        "Dimensions": [{"Name": "QueueName", "Value": "FalJobQueue"}], "Statistic": "Maximum", "Period": 60,
+        "EvaluationPeriods": 1, "Threshold": 300, "ComparisonOperator": "GreaterThanThreshold"}}}})
+
+
+@with_and_without(adapters.create_cfn_alarms, "CloudFormation skips AWS::CloudWatch::Alarm")
+def test_a_cloudformation_alarm_exists(aws_without: None) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        boto3.client("cloudformation", region_name=REGION).create_stack(
+            StackName="alarms", TemplateBody=_saturation_alarm_template())
+    [alarm] = boto3.client("cloudwatch", region_name=REGION).describe_alarms()["MetricAlarms"]
+    assert (alarm["AlarmName"], alarm["Threshold"]) == ("stack-saturated-fal", 300)
+
+
+@with_and_without(adapters.announce_alarm_state_changes, "an alarm state change sends no event")
+def test_an_alarm_state_change_reaches_eventbridge(aws_without: None) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="alarm-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = boto3.client("events", region_name=REGION)
+    events.put_rule(Name="alarms", EventPattern=json.dumps({"source": ["aws.cloudwatch"]}))
+    events.put_targets(Rule="alarms", Targets=[{"Id": "q", "Arn": queue_arn}])
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    cloudwatch.put_metric_alarm(AlarmName="stack-saturated-fal", Namespace="AWS/SQS", MetricName="M",
+                                Statistic="Maximum", Period=60, EvaluationPeriods=1, Threshold=1,
+                                ComparisonOperator="GreaterThanThreshold")
+    cloudwatch.set_alarm_state(AlarmName="stack-saturated-fal", StateValue="ALARM", StateReason="test")
+    [message] = sqs.receive_message(QueueUrl=url).get("Messages", [])
+    event = json.loads(message["Body"])
+    assert (event["detail-type"], event["detail"]["state"]["value"]) == ("CloudWatch Alarm State Change", "ALARM")

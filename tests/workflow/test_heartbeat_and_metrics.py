@@ -37,7 +37,10 @@ def test_canary_publishes_heartbeat_and_touches_no_job_data(fresh_stack: LocalSt
     before = _job_data(fresh_stack)
     beats = _datapoints(fresh_stack, HEARTBEAT)
     result = _invoke_heartbeat(fresh_stack)
-    assert result == {"error": None, "payload": {"heartbeat": 1, "provider": "fal", "rule": "short-720p-to-fal"}}
+    assert result == {"error": None, "payload": {
+        "heartbeat": 1, "outcome": "route", "provider": "fal", "rule": "short-720p-to-fal", "reason": None,
+        "providers": {"fal": {"fal": "available", "fal#wan-i2v": "available"},
+                      "replicate": {"replicate": "available", "replicate#minimax/video-01": "available"}}}}
     assert _datapoints(fresh_stack, HEARTBEAT) == beats + 1
     assert _job_data(fresh_stack) == before
     assert fresh_stack.rules.invocations == 1
@@ -64,6 +67,33 @@ def test_no_heartbeat_when_the_canary_job_would_not_route(fresh_stack: LocalStac
         rules.handler = real
     assert result["error"] == "Unhandled" and "not routed: no_route" in result["payload"]["errorMessage"]
     assert _datapoints(fresh_stack, HEARTBEAT) == beats
+
+
+def test_the_canary_sees_provider_state_and_the_heartbeat_reports_it(fresh_stack: LocalStack) -> None:
+    table = fresh_stack.outputs["ProviderStateTableName"]
+    ddb = fresh_stack.client("dynamodb")
+    ddb.put_item(TableName=table, Item={"pk": {"S": "state"}, "sk": {"S": "fal"}, "disabledReason": {"S": "drill"}})
+    ddb.put_item(TableName=table, Item={"pk": {"S": "state"}, "sk": {"S": "replicate#minimax/video-01"},
+                                        "breakerOpenUntil": {"N": "9999999999"}})
+    beats = _datapoints(fresh_stack, HEARTBEAT)
+    result = _invoke_heartbeat(fresh_stack)["payload"]
+    # No provider can take the canary now: the router still works, so the heartbeat is published.
+    assert (result["outcome"], result["reason"]) == ("unavailable", "no_available_provider")
+    assert _datapoints(fresh_stack, HEARTBEAT) == beats + 1
+    assert result["providers"]["fal"]["fal"] == "disabled"
+    assert result["providers"]["replicate"]["replicate#minimax/video-01"] == "open"
+
+    def seen(metric: str, provider: str, statistic: str) -> float:
+        """Metrics are account-wide here: the other tests' heartbeats published all-available (1, 0)."""
+        now = datetime.now(UTC)
+        [point] = fresh_stack.client("cloudwatch").get_metric_statistics(
+            Namespace="VideoJobRouting", MetricName=metric, Dimensions=[{"Name": "provider", "Value": provider}],
+            StartTime=now - timedelta(minutes=5), EndTime=now + timedelta(minutes=5), Period=600,
+            Statistics=[statistic])["Datapoints"]
+        return float(point[statistic])
+
+    assert (seen("ProviderAvailable", "fal", "Minimum"), seen("ProviderAvailable", "replicate", "Minimum")) == (0, 0)
+    assert seen("ProviderBreakerOpen", "replicate", "Maximum") == 1
 
 
 def test_duplicates_and_failures_are_counted(fresh_stack: LocalStack) -> None:
