@@ -50,6 +50,10 @@ ASSUMPTIONS = {
     "xray_sampled": 0.05,             # the default sampling rule: 1/s reservoir, then 5 %
     "lambda_platform_log_bytes": 330, # START, END, REPORT lines per invocation
     "sfn_log_bytes_per_event": 350,   # one history event without execution data
+    # Provider state: each warm rules environment reads the control table at most every 2 s
+    # (routing_core.live.MAX_AGE_SEC), one strongly consistent Query of under 4 KB (1 read unit).
+    "jobs_per_second_per_rules_environment": 5.0,
+    "provider_state_read_units": 1,
 }
 
 LOG_LEVELS = ("OFF", "FATAL", "ERROR", "ALL")
@@ -128,8 +132,19 @@ def router_cost(m: dict[str, Any], level: str, path: str = "ROUTED") -> dict[str
             m["lambda_log_bytes_per_invocation"] + a["lambda_platform_log_bytes"]) / 1e9 * p["logs_per_gb_ingested"],
         "CloudWatch Logs (workflow)": sfn_log_events * a["sfn_log_bytes_per_event"] / 1e9 * p["logs_per_gb_ingested"],
         "X-Ray": a["xray_sampled"] * p["xray_per_trace"],
+        "DynamoDB provider-state reads": provider_state_reads_per_job() * a["provider_state_read_units"]
+        * p["dynamodb_per_rru"],
     }
     return {k: v * mil for k, v in cost.items()}
+
+
+def provider_state_reads_per_job(jobs_per_second: float | None = None) -> float:
+    """One read per 2 s per environment, shared by the jobs it decides meanwhile; at most one per job."""
+    sys.path.insert(0, str(ROOT / "functions" / "rules"))
+    from routing_core.live import MAX_AGE_SEC
+
+    rate = ASSUMPTIONS["jobs_per_second_per_rules_environment"] if jobs_per_second is None else jobs_per_second
+    return min(1.0, 1.0 / (rate * MAX_AGE_SEC))
 
 
 def single_lambda_cost(m: dict[str, Any]) -> dict[str, float]:
@@ -187,7 +202,14 @@ def main(chart_to: Path = ROOT / "docs" / "cost-by-log-level.png") -> dict[str, 
     print(f"single Lambda, routed job: ${single_total:.2f} per million; ratio {total / single_total:.2f}")
     chart_to.parent.mkdir(parents=True, exist_ok=True)
     chart(m, chart_to)
+    state_reads = default["DynamoDB provider-state reads"]
+    worst = provider_state_reads_per_job(0.01) * ASSUMPTIONS["provider_state_read_units"] * PRICES["dynamodb_per_rru"]
+    print(f"provider state: +${state_reads:.4f} per million routed jobs at "
+          f"{ASSUMPTIONS['jobs_per_second_per_rules_environment']:g} jobs/s per environment; at most "
+          f"+${worst * 1e6:.3f} (jobs more than 2 s apart)")
     figures = {"cost_per_million_usd": total, "cost_ratio_vs_single_lambda": total / single_total,
+               "cost_provider_state_per_million_usd": state_reads,
+               "cost_provider_state_worst_per_million_usd": worst * 1e6,
                "cost_per_million_usd_log_all": sum(router_cost(m, "ALL").values()),
                "cost_per_million_usd_single_lambda": single_total}
     for path, info in m["paths"].items():  # the cost model's measured inputs, flat for results.json

@@ -35,6 +35,8 @@ FAILURE_TAIL = ["RecordFailure", "EmitFailed", "CountFailure", "SendToFailureQue
 EXPECTED: dict[str, tuple[list[str], str, dict[str, Any]]] = {
     "Routed": (ROUTED, "SUCCEEDED", DETAIL),
     "Rejected": ([*DECIDED, "ClaimJob", "RouteOrReject", "MarkRejected", "EmitRejected"], "SUCCEEDED", DETAIL),
+    "ProviderUnavailable": ([*DECIDED, "ClaimJob", "RouteOrReject", "MarkUnavailable", "EmitUnavailable"],
+                            "SUCCEEDED", DETAIL),
     "MissingJobId": (["CheckJobId", "NoteMissingJobId", *UNRECORDED], "SUCCEEDED", {**DETAIL, "jobId": None}),
     "InvalidJobId": ([*DECIDED, *UNRECORDED], "SUCCEEDED", DETAIL),
     "Duplicate": ([*DECIDED, "ClaimJob", "CountDuplicate", "AlreadyHandled"], "SUCCEEDED", DETAIL),

@@ -169,3 +169,20 @@ def test_local_run_reports_an_event_eventbridge_refuses(tmp_path: Path) -> None:
     job = json.loads(result.stdout)
     assert (job["jobId"], job["status"]) == ("too-big", "REFUSED")
     assert "EventBridge refused 1 event: ValidationException" in result.stderr
+
+
+def test_explain_with_a_given_provider_state_says_why_each_candidate_was_skipped(tmp_path: Path) -> None:
+    state = tmp_path / "state.jsonl"
+    state.write_text("\n".join(json.dumps(line) for line in [
+        {"provider": "fal", "model": None, "state": "disabled", "reason": "incident 4711", "until": None},
+        {"provider": "replicate", "model": None, "state": "available", "reason": None, "until": None}]))
+    event = str(project.EVENTS / "routed-fal.json")
+    decision = json.loads(runner.invoke(app, ["explain", "--json", "--state", str(state), event]).stdout)
+    assert (decision["outcome"], decision["provider"]) == ("route", "replicate")
+    assert decision["explanation"][-1]["candidates"][0]["skipped"] == "disabled: incident 4711"
+    table = runner.invoke(app, ["explain", "--state", str(state), event])
+    assert table.exit_code == 0
+    assert "fal/wan-i2v: disabled: incident 4711" in table.stdout
+    assert "replicate/minimax/video-01: chosen" in table.stdout
+    # Without a state every provider counts as available, as before.
+    assert json.loads(runner.invoke(app, ["explain", "--json", event]).stdout)["provider"] == "fal"

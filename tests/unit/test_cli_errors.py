@@ -74,6 +74,39 @@ def test_replay_fails_in_one_line(tmp_path: Path, credentials: bool, extra: list
     assert line.startswith("error: ") and message in line
 
 
+@pytest.mark.parametrize("command", [["provider", "status"], ["provider", "disable", "fal", "--reason", "x"],
+                                     ["provider", "enable", "fal"],
+                                     ["explain", "events/routed-fal.json", "--live"]])
+@pytest.mark.parametrize(("credentials", "extra", "message"), [
+    (True, ["--endpoint-url", "CLOSED"], "Could not connect to the endpoint URL"),
+    (False, ["--region", "us-east-1"], "no AWS credentials"),
+])
+def test_provider_commands_fail_in_one_line(tmp_path: Path, command: list[str], credentials: bool,
+                                            extra: list[str], message: str) -> None:
+    args = [*command, *[(_closed_port() if a == "CLOSED" else a) for a in extra]]
+    result = run(args, tmp_path, credentials=credentials)
+    assert result.returncode == 1, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["provider", "disable", "runway", "--reason", "x"], "unknown provider 'runway' (the routing table has: fal, "
+                                                         "replicate)"),
+    (["provider", "disable", "fal", "--reason", "  "], "--reason: say why"),
+    (["provider", "disable", "fal"], "Missing option '--reason'"),
+    (["provider", "disable", "fal", "--reason", "x", "--for", "soon"], "'soon': use a number and s, m, h or d"),
+    (["provider", "enable", "fal", "--model", " "], "--model: give a model name"),
+    (["explain", "events/routed-fal.json", "--live", "--state", "x.json"], "--live and --state: choose one"),
+    (["explain", "events/routed-fal.json", "--state", "events/routed-fal.json"], "not `provider status --json` output"),
+    (["explain", "events/routed-fal.json", "--state", "missing.json"], "--state missing.json: No such file"),
+])
+def test_provider_options_are_checked_before_aws_is_asked(tmp_path: Path, args: list[str], message: str) -> None:
+    result = run([*args, "--endpoint-url", _closed_port()], tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
 def test_replay_refuses_a_stale_window_shorter_than_an_execution(tmp_path: Path) -> None:
     result = run(["replay", "--stale-after", "1m"], tmp_path)
     assert result.returncode == 2

@@ -72,6 +72,42 @@ def test_local_up_serves_real_clients_and_exits_0_on_sigterm() -> None:
         assert proc.wait(timeout=20) == 0
 
 
+def test_the_provider_commands_work_against_local_up() -> None:
+    """The kill switch and a queue-age alarm over HTTP, as an operator drills them on the local stack."""
+    port = _free_port()
+    cli = Path(sys.executable).parent / "routing-manager"
+    proc = subprocess.Popen([str(cli), "local", "up", "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, cwd=project.ROOT)
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def provider(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(cli), "provider", *args, "--endpoint-url", f"http://127.0.0.1:{port}"],
+                              capture_output=True, text=True, timeout=60, env=env, cwd=project.ROOT)
+
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        disabled = provider("disable", "fal", "--reason", "drill", "--for", "10m")
+        assert disabled.returncode == 0, disabled.stderr
+        assert disabled.stdout.startswith("fal disabled until ")
+        boto3.client("cloudwatch", endpoint_url=ready["endpoint"], region_name="us-east-1",
+                     aws_access_key_id="testing", aws_secret_access_key="testing").set_alarm_state(
+            AlarmName=f"{ready['stack']}-saturated-replicate", StateValue="ALARM", StateReason="drill")
+        status = provider("status", "--json")
+        assert status.returncode == 0, status.stderr
+        states = {(line["provider"], line["model"]): (line["state"], line["reason"])
+                  for line in map(json.loads, status.stdout.splitlines())}
+        assert states[("fal", None)] == ("disabled", "drill")
+        assert states[("replicate", None)][0] == "saturated"
+        assert provider("enable", "fal").returncode == 0
+        unknown = provider("disable", "runway", "--reason", "x")
+        assert unknown.returncode == 2 and "unknown provider 'runway'" in unknown.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+
+
 def _up(*args: str) -> subprocess.CompletedProcess[str]:
     cli = Path(sys.executable).parent / "routing-manager"
     return subprocess.run([str(cli), "local", "up", *args], capture_output=True, text=True, timeout=60,
