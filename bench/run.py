@@ -17,6 +17,7 @@ import sys
 import time
 import timeit
 import uuid
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -120,6 +121,11 @@ def cold_init(runs: int = 21) -> tuple[float, float, float, float]:
     return c / b, c * 1000, b * 1000, statistics.median(rss)
 
 
+def _when(timestamp: object) -> datetime:
+    """A history event's time: moto gives a datetime, or its ISO text once the event was serialised."""
+    return timestamp if isinstance(timestamp, datetime) else datetime.fromisoformat(str(timestamp))
+
+
 def local_stack(jobs: int) -> dict[str, float]:
     sys.path.insert(0, str(ROOT / "src"))
     from routing_manager.events import SubmittedEvent
@@ -142,7 +148,7 @@ def local_stack(jobs: int) -> dict[str, float]:
         for r in results[:50]:
             exited = {e["stateExitedEventDetails"]["name"]: e["timestamp"]
                       for e in read_execution(r.executionArn)[1] if "stateExitedEventDetails" in e}
-            windows.append((exited["MarkRouted"] - exited["EnqueueJob"]).total_seconds() * 1000)
+            windows.append((_when(exited["MarkRouted"]) - _when(exited["EnqueueJob"])).total_seconds() * 1000)
     routed = sum(r.status == "ROUTED" for r in results)
     if routed != jobs:
         raise SystemExit(f"local stack routed {routed} of {jobs} jobs")

@@ -241,7 +241,7 @@ class InProcessFunction:
     (a cold start: the module imported again) while all are busy, up to `max_environments`; one
     environment only for a function whose module state is process-wide here (Powertools' Metrics)."""
 
-    handler: Callable[[Any, Any], Any]  # the first environment's
+    handler: Callable[[Any, Any], Any]  # the first environment's; a test that replaces it replaces every one's
     name: str
     arn: str = ""
     timeout: float = 3.0
@@ -253,6 +253,10 @@ class InProcessFunction:
     _spawned: list[Callable[[Any, Any], Any] | None] = field(default_factory=list)
     _idle: list[int] = field(default_factory=lambda: [0])
     _free: threading.Condition = field(default_factory=threading.Condition)
+    _loaded: Callable[[Any, Any], Any] | None = None  # the handler the first environment loaded
+
+    def __post_init__(self) -> None:
+        self._loaded = self.handler
 
     def run(self, event: Any, context: Any) -> Any:
         with self._free:
@@ -266,7 +270,8 @@ class InProcessFunction:
         try:
             if cold and self.spawn:
                 self._spawned[index - 1] = self.spawn()
-            handler = self.handler if index == 0 else self._spawned[index - 1]
+            replaced = self.handler is not self._loaded
+            handler = self.handler if index == 0 or replaced else self._spawned[index - 1]
             assert handler is not None
             return handler(event, context)
         finally:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from routing_manager import project
 from routing_manager.local import moto_adapters
@@ -132,9 +133,9 @@ class LocalStack:
         return {key: deserializer.deserialize(value) for key, value in item.items()}
 
 
-# Functions whose handlers may run side by side here, each environment its own module. The others keep
-# one: Powertools' Metrics buffer is process-wide, so two of their environments would share it.
-CONCURRENT_ENVIRONMENTS = {"ProviderEventsFunction": 10}
+# Execution environments a function may have side by side here, each its own module (AWS scales
+# further: enough for a local stack's 2 cores). The heartbeat runs alone on its schedule.
+CONCURRENT_ENVIRONMENTS = {"RulesFunction": 10, "ProviderEventsFunction": 10}
 
 _FUNCTION_LOGGERS: set[str] = set()
 
@@ -168,7 +169,8 @@ def _import_handler(name: str, code_uri: str, handler: str, env: dict[str, str])
     sys.path.insert(0, str(code_dir))
     try:
         os.environ.update(env)
-        spec.loader.exec_module(module)
+        with _own_metrics_buffers():
+            spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(code_dir))
         for key, value in saved.items():  # only its own keys: other threads read the environment meanwhile
@@ -178,6 +180,19 @@ def _import_handler(name: str, code_uri: str, handler: str, env: dict[str, str])
                 os.environ[key] = value
         _FUNCTION_LOGGERS.update(set(loggers) - before)
     return getattr(module, attr)
+
+
+@contextlib.contextmanager
+def _own_metrics_buffers() -> Iterator[None]:
+    """Powertools' Metrics keeps its buffers on the class, shared by every instance in a process; each
+    Lambda environment is a process of its own. A Metrics made while a module imports binds fresh ones."""
+    try:
+        from aws_lambda_powertools.metrics import Metrics
+    except ImportError:  # a function without Powertools
+        yield
+        return
+    with mock.patch.multiple(Metrics, _metrics={}, _dimensions={}, _metadata={}, _default_dimensions={}):
+        yield
 
 
 def quiet_moto() -> None:
