@@ -495,6 +495,18 @@ def _known_scope(provider: str, model: str | None) -> tuple[str, str | None]:
     return provider, model
 
 
+def _kill_switch(stack: str | None, profile: str | None, region: str | None, endpoint_url: str | None,
+                 change: Any) -> dict[str, Any]:
+    """Make a kill-switch change on the stack's control table as the caller (audited and announced)."""
+    from routing_manager import providers
+
+    with _aws_errors():
+        table, bus = _provider_stack(stack, profile, region, endpoint_url)
+        ddb, events, sts = (_aws_client(s, profile, region, endpoint_url) for s in ("dynamodb", "events", "sts"))
+        detail: dict[str, Any] = change(ddb, events, table, bus, providers.caller(sts))
+    return detail
+
+
 ModelOpt = Annotated[str | None, typer.Option(help="Only this model of the provider (default: the whole "
                                                    "provider).")]
 
@@ -518,11 +530,8 @@ def provider_disable(
     if not reason.strip():
         raise fail("--reason: say why (it is shown in every decision that skips the provider)")
     seconds = _duration(for_).total_seconds() if for_ is not None else None
-    with _aws_errors():
-        table_name, bus = _provider_stack(stack, profile, region, endpoint_url)
-        ddb, events, sts = (_aws_client(s, profile, region, endpoint_url) for s in ("dynamodb", "events", "sts"))
-        detail = providers.disable(ddb, events, table_name, bus, provider, model, reason.strip(), seconds,
-                                   providers.caller(sts))
+    detail = _kill_switch(stack, profile, region, endpoint_url, lambda ddb, events, table, bus, by: providers.disable(
+        ddb, events, table, bus, provider, model, reason.strip(), seconds, by))
     where = provider + (f"/{model}" if model else "")
     until = f" until {detail['until']}" if detail["until"] else " until enabled"
     out.print(f"{_printable(where)} disabled{until}: {_printable(detail['reason'])}", markup=False, highlight=False)
@@ -541,10 +550,8 @@ def provider_enable(
     from routing_manager import providers
 
     provider, model = _known_scope(provider, model)
-    with _aws_errors():
-        table_name, bus = _provider_stack(stack, profile, region, endpoint_url)
-        ddb, events, sts = (_aws_client(s, profile, region, endpoint_url) for s in ("dynamodb", "events", "sts"))
-        providers.enable(ddb, events, table_name, bus, provider, model, providers.caller(sts))
+    _kill_switch(stack, profile, region, endpoint_url, lambda ddb, events, table, bus, by: providers.enable(
+        ddb, events, table, bus, provider, model, by))
     out.print(f"{_printable(provider + (f'/{model}' if model else ''))} enabled", markup=False, highlight=False)
 
 
