@@ -114,7 +114,7 @@ def on_outcome(kind: str, detail: dict[str, Any]) -> dict[str, Any]:
 def _transition(where: str, outcome: Any, failed: bool, breaker: dict[str, Any], now: float, window: int,
                 total: float, failures: float) -> dict[str, Any] | None:
     item = provider_state.items().get(where)
-    if item and item.get("breakerOpenUntil") is not None and item.get("probeJobId") is None:
+    if item and (item.get("breakerOpenUntil") or now) < now and item.get("probeJobId") is None:
         provider_state.invalidate()  # half-open without a probe seen yet: it may have been claimed since
         item = provider_state.items().get(where)
     state, _, _ = state_of(item, now)
