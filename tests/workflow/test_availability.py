@@ -51,6 +51,15 @@ def fresh_state() -> None:
     time.sleep(MAX_AGE_SEC)
 
 
+def breaker(stack: LocalStack, scope: str = "fal#wan-i2v") -> dict[str, Any]:
+    """The scope's item in the control table, as plain values."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    item = stack.client("dynamodb").get_item(TableName=stack.outputs["ProviderStateTableName"], ConsistentRead=True,
+                                             Key={"pk": {"S": "state"}, "sk": {"S": scope}})["Item"]
+    return {key: TypeDeserializer().deserialize(value) for key, value in item.items()}
+
+
 def window_counts(stack: LocalStack, scope: str) -> tuple[float, float]:
     items = stack.client("dynamodb").query(
         TableName=stack.outputs["ProviderStateTableName"], KeyConditionExpression="pk = :pk",
@@ -154,7 +163,7 @@ def test_after_the_cooldown_exactly_one_probe_goes_through_then_it_closes(quick_
     stack = quick_breaker
     for _ in range(5):
         outcome(stack, "failed", errorType="timeout")
-    assert status(stack)[("fal", "wan-i2v")]["state"] == "open"
+    assert breaker(stack)["breakerReason"] == "5 of 5 outcomes failed in 60 s"  # open, for 1 s
     fresh_state()  # and past the 1 s cooldown: half-open
     assert status(stack)[("fal", "wan-i2v")]["state"] == "half_open"
 
@@ -178,9 +187,13 @@ def test_a_failed_probe_opens_the_breaker_again(quick_breaker: LocalStack) -> No
     fresh_state()
     [probe] = submit(quick_breaker, job())
     assert probe.provider == "fal"
+    failed_at = time.time()
     outcome(quick_breaker, "failed", jobId=probe.jobId, errorType="provider_error")
-    line = status(quick_breaker)[("fal", "wan-i2v")]
-    assert line["state"] == "open" and line["reason"] == "probe job failed: provider_error"
+    item = breaker(quick_breaker)  # open again for the 1 s cooldown (status may already say half_open)
+    assert item["breakerReason"] == "probe job failed: provider_error"
+    assert float(item["breakerOpenUntil"]) >= failed_at + 1 and "probeJobId" not in item
+    changes = [e["detail"] for e in quick_breaker.outcome_events() if e["detail-type"] == "routing.provider.changed"]
+    assert [(c["change"], c["state"]) for c in changes] == [("breaker_opened", "open"), ("probe_failed", "open")]
 
 
 def test_200_concurrent_outcomes_lose_no_count(fresh_stack: LocalStack) -> None:
