@@ -46,9 +46,11 @@ CREDITS_TABLE = {
     "version": 1,
     "providers": {
         "fal": {"queue": "FalJobQueue", "queueUrlEnv": "FAL_QUEUE_URL", "defaultModel": "wan-i2v",
-                "limits": {"maxLengthSec": 10, "resolutions": ["720p"], "audio": False}},
+                "limits": {"maxLengthSec": 10, "resolutions": ["720p"], "audio": False},
+                "prices": {"wan-i2v": {"perSecondUsd": {"720p": 0.08}, "source": "tests"}}},
         "replicate": {"queue": "ReplicateJobQueue", "queueUrlEnv": "REPLICATE_QUEUE_URL",
-                      "defaultModel": "minimax/video-01", "limits": {"maxLengthSec": 300}},
+                      "defaultModel": "minimax/video-01", "limits": {"maxLengthSec": 300},
+                      "prices": {"minimax/video-01": {"perSecondUsd": {"720p": 0.0833}, "source": "tests"}}},
     },
     "rules": [{"name": "funded-to-replicate", "when": {"minCredits": 5}, "route": {"provider": "replicate"}},
               {"name": "short-720p-to-fal", "when": {"lengthSec": {"max": 10}, "resolution": ["720p"]},
@@ -75,3 +77,29 @@ def deploy_routing_on_credits(folder: Path, monkeypatch: pytest.MonkeyPatch) -> 
     table.write_text(json.dumps(CREDITS_TABLE))
     monkeypatch.setenv("ROUTING_TABLE_PATH", str(table))
     return local_stack.deploy_unique(parameters={"CreditsTableName": credits_table()})
+
+
+def deploy_with_table(folder: Path, monkeypatch: pytest.MonkeyPatch, change: Any) -> LocalStack:
+    """A stack of its own whose rules Lambda loads the shipped routing table as `change` edits it."""
+    from routing_manager import project
+
+    table = json.loads((project.RULES_FUNCTION / "routing_table.json").read_text())
+    change(table)
+    path = folder / "routing_table.json"
+    path.write_text(json.dumps(table))
+    monkeypatch.setenv("ROUTING_TABLE_PATH", str(path))
+    return local_stack.deploy_unique()
+
+
+def budgeted(table: dict[str, Any]) -> None:
+    """fal may spend $5 a day: seven 8-second 720p jobs at $0.64."""
+    table["providers"]["fal"]["dailyBudgetUsd"] = 5.0
+
+
+def spent_today(stack: LocalStack, provider: str) -> float:
+    import time
+
+    item = stack.client("dynamodb").get_item(
+        TableName=stack.outputs["ProviderStateTableName"], ConsistentRead=True,
+        Key={"pk": {"S": "budget"}, "sk": {"S": f"{provider}#{time.strftime('%Y-%m-%d', time.gmtime())}"}}).get("Item")
+    return float(item["spentUsd"]["N"]) if item else 0.0

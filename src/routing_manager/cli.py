@@ -137,6 +137,8 @@ def explain(
                                                       "(--stack).")] = False,
     state: Annotated[Path | None, typer.Option(help="Decide with this provider state: `provider status --json` "
                                                     "output.", metavar="FILE")] = None,
+    credit_balance: Annotated[float | None, typer.Option(help="Decide with this credit balance (the user's item in "
+                                                              "the Credits table).", metavar="N")] = None,
     stack: StackOpt = None,
     profile: ProfileOpt = None,
     region: RegionOpt = None,
@@ -164,7 +166,7 @@ def explain(
             items = providers.read_items(_aws_client("dynamodb", profile, region, endpoint_url), table_name)
         availability = Availability(items)
     for event in events:
-        decision = engine.decide(event.detail, None, availability)
+        decision = engine.decide(event.detail, credit_balance, availability)
         del decision["submittedDetail"]  # the job itself, prompt included: what the record keeps, not a decision
         if as_json:
             out.print(json.dumps(decision), markup=False, highlight=False)
@@ -173,7 +175,7 @@ def explain(
         table = Table(title=title, show_header=True, title_justify="left")
         table.add_column("field")
         table.add_column("value")
-        for key in ("provider", "model", "queue", "queueUrl", "reason", "rule"):
+        for key in ("provider", "model", "queue", "queueUrl", "quoteUsd", "priority", "reason", "rule"):
             table.add_row(key, "-" if decision[key] is None else str(decision[key]))
         out.print(table)
         steps = Table(show_header=True, title="why", title_justify="left")
@@ -183,8 +185,8 @@ def explain(
         for step in decision["explanation"]:
             steps.add_row(str(step["rule"]), "yes" if step["matched"] else "no", _printable(step["why"]))
             for candidate in step.get("candidates", []):
-                steps.add_row("", "", f"  {candidate['provider']}/{_printable(candidate['model'])}: "
-                                      f"{_printable(candidate['skipped'] or 'chosen')}")
+                steps.add_row("", "", f"  {candidate['provider']}/{_printable(candidate['model'])} "
+                                      f"${candidate['quoteUsd']:g}: {_printable(candidate['skipped'] or 'chosen')}")
         out.print(steps)
 
 

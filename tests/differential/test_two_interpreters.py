@@ -26,7 +26,7 @@ from routing_manager.local import moto_adapters
 from routing_manager.local import stack as local_stack
 from routing_manager.local.stack import LocalStack
 from tests.reliability.faults import FAILED_ENTRY, Fault, error, inject
-from tests.support import deploy_routing_on_credits, job, submit
+from tests.support import budgeted, deploy_routing_on_credits, deploy_with_table, job, submit
 
 REPLAY = project.ROOT / "tools" / "asl" / "differential.js"
 INSTALLED = project.ROOT / "tools" / "asl" / "node_modules" / "aws-local-stepfunctions"
@@ -120,6 +120,11 @@ CASES: dict[str, Case] = {
     "malformed-decision": _malformed_decision,
     "provider-unavailable": _provider_unavailable,
 }
+BUDGET_CASES: dict[str, Case] = {  # on a stack whose fal has a daily budget: quotes charged, then given back
+    "budget-refunded-for-a-duplicate": _duplicate,
+    "budget-refunded-after-a-failed-enqueue": _faulted(SQSBackend, "send_message", "JobQueue",
+                                                      [error("InvalidParameterValue", "sqs")] * FOREVER),
+}
 CREDITS_CASES: dict[str, Case] = {
     "credits-present": lambda s, m: _one(s, job(userId="rich-user")),
     "credits-absent": lambda s, m: _one(s, job(userId="nobody")),
@@ -205,6 +210,13 @@ def recordings(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> I
         with pytest.MonkeyPatch.context() as monkeypatch:
             recorded[name] = record(case(stack, monkeypatch))
     with pytest.MonkeyPatch.context() as monkeypatch:
+        budget_stack = deploy_with_table(tmp_path_factory.mktemp("budget"), monkeypatch, budgeted)
+        try:
+            for name, case in BUDGET_CASES.items():
+                recorded[name] = record(case(budget_stack, monkeypatch))
+        finally:
+            local_stack.release(budget_stack)
+    with pytest.MonkeyPatch.context() as monkeypatch:
         credits_stack = deploy_routing_on_credits(tmp_path_factory.mktemp("credits"), monkeypatch)
         try:
             for name, case in CREDITS_CASES.items():
@@ -219,7 +231,7 @@ def replayed(recordings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
     return second_interpreter(recordings)
 
 
-@pytest.mark.parametrize("case", [*CASES, *CREDITS_CASES])
+@pytest.mark.parametrize("case", [*CASES, *BUDGET_CASES, *CREDITS_CASES])
 def test_both_interpreters_agree(case: str, recordings: dict[str, Any], replayed: dict[str, Any]) -> None:
     assert differences(recordings[case], replayed[case]) == []
 

@@ -72,12 +72,13 @@ def test_each_role_has_only_the_actions_it_uses(packaged: tuple[dict[str, Any], 
         assert actions == EXPECTED_ACTIONS[name], name
 
 
-def test_the_rules_function_touches_only_the_provider_state_partition(packaged: tuple[dict[str, Any], Path]) -> None:
+def test_the_rules_function_touches_only_the_provider_state_and_budget_partitions(
+        packaged: tuple[dict[str, Any], Path]) -> None:
     template, _ = packaged
     [statement] = [s for p in template["Resources"]["RulesFunctionRole"]["Properties"]["Policies"]
                    for s in _statements(p)]
     assert statement["Resource"] == {"Fn::GetAtt": ["ProviderStateTable", "Arn"]}
-    assert statement["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["state"]}}
+    assert statement["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["state", "budget"]}}
 
 
 def test_star_resources_only_where_aws_requires_them(packaged: tuple[dict[str, Any], Path]) -> None:

@@ -55,8 +55,9 @@ def test_skips_are_explained() -> None:
     d = engine().decide(JOB, None, at(items))
     assert (d["outcome"], d["provider"]) == ("route", "replicate")
     assert d["explanation"][-1]["candidates"] == [
-        {"provider": "fal", "model": "wan-i2v", "skipped": "disabled: incident 4711 (until 2027-01-15T08:01:00Z)"},
-        {"provider": "replicate", "model": "minimax/video-01", "skipped": None}]
+        {"provider": "fal", "model": "wan-i2v", "quoteUsd": 0.64,
+         "skipped": "disabled: incident 4711 (until 2027-01-15T08:01:00Z)"},
+        {"provider": "replicate", "model": "minimax/video-01", "quoteUsd": 0.6664, "skipped": None}]
     d = engine().decide(JOB, None, at({"fal#wan-i2v": {"breakerOpenUntil": NOW + 30, "breakerReason": "5 of 5"}}))
     assert d["explanation"][-1]["candidates"][0]["skipped"] == "breaker open until 2027-01-15T08:00:30Z (5 of 5)"
 
@@ -92,7 +93,7 @@ def test_a_half_open_breaker_takes_only_the_job_that_claims_the_probe() -> None:
     availability = at(items, claim)
     first, second = (engine().decide({**JOB, "jobId": j}, None, availability) for j in ("a", "b"))
     assert (first["provider"], second["provider"]) == ("fal", "replicate")
-    assert first["explanation"][-1]["why"] == "routes to fal/wan-i2v (the half-open breaker's probe job)"
+    assert first["explanation"][-1]["why"] == "routes to fal/wan-i2v at $0.64 (the half-open breaker's probe job)"
     assert second["explanation"][-1]["candidates"][0]["skipped"] == "breaker half-open: a probe job is in flight"
 
 

@@ -22,7 +22,8 @@ def test_explain_json_for_each_sample_event() -> None:
         assert result.exit_code == 0, result.output
         decision = json.loads(result.stdout.strip())
         assert (decision["outcome"], decision["provider"]) == (outcome, provider)
-        assert set(decision) == {"outcome", "provider", "model", "queue", "queueUrl", "reason", "rule", "explanation"}
+        assert set(decision) == {"outcome", "provider", "model", "queue", "queueUrl", "reason", "rule", "explanation",
+                                 "quoteUsd", "quoteUsdText", "priority"}
 
 
 def test_explain_accepts_envelope_and_bare_detail(tmp_path: Path) -> None:
@@ -182,7 +183,21 @@ def test_explain_with_a_given_provider_state_says_why_each_candidate_was_skipped
     assert decision["explanation"][-1]["candidates"][0]["skipped"] == "disabled: incident 4711"
     table = runner.invoke(app, ["explain", "--state", str(state), event])
     assert table.exit_code == 0
-    assert "fal/wan-i2v: disabled: incident 4711" in table.stdout
-    assert "replicate/minimax/video-01: chosen" in table.stdout
+    assert "fal/wan-i2v $0.64: disabled: incident 4711" in table.stdout
+    assert "replicate/minimax/video-01 $0.6664: chosen" in table.stdout
     # Without a state every provider counts as available, as before.
     assert json.loads(runner.invoke(app, ["explain", "--json", event]).stdout)["provider"] == "fal"
+
+
+def test_explain_with_a_credit_balance_prices_the_job_in_credits(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    table = json.loads((project.RULES_FUNCTION / "routing_table.json").read_text())
+    table["credits"] = {"creditsPerUsd": 100}
+    path = tmp_path / "routing_table.json"
+    path.write_text(json.dumps(table))
+    monkeypatch.setenv("ROUTING_TABLE_PATH", str(path))
+    event = str(project.EVENTS / "routed-fal.json")
+    short = json.loads(runner.invoke(app, ["explain", "--json", "--credit-balance", "10", event]).stdout)
+    assert (short["outcome"], short["reason"]) == ("reject", "insufficient_credits")
+    enough = json.loads(runner.invoke(app, ["explain", "--json", "--credit-balance", "64", event]).stdout)
+    assert (enough["provider"], enough["quoteUsd"]) == ("fal", 0.64)

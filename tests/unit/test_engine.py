@@ -131,7 +131,7 @@ def test_disabled_provider_is_unsupported_and_skipped_by_rules() -> None:
     assert eng.decide({**BASE, "provider": "fal"})["reason"] == "unsupported_provider:fal"
     d = eng.decide(BASE)
     assert (d["outcome"], d["provider"]) == ("route", "replicate")  # the next candidate of the chain
-    assert d["explanation"][-1]["candidates"][0] == {"provider": "fal", "model": "wan-i2v",
+    assert d["explanation"][-1]["candidates"][0] == {"provider": "fal", "model": "wan-i2v", "quoteUsd": 0.64,
                                                      "skipped": "disabled in the routing table"}
     table["providers"]["replicate"]["enabled"] = False
     d = Engine(table, URLS).decide(BASE)
@@ -186,7 +186,8 @@ def test_conditions_on_tier_audio_and_credits() -> None:
 
 
 def test_decision_has_exactly_the_keys_the_workflow_reads(engine: Engine) -> None:
-    keys = {"outcome", "provider", "model", "queue", "queueUrl", "reason", "rule", "explanation", "submittedDetail"}
+    keys = {"outcome", "provider", "model", "queue", "queueUrl", "reason", "rule", "explanation", "submittedDetail",
+            "quoteUsd", "quoteUsdText", "priority"}
     assert set(decide(engine)) == keys
     assert set(decide(engine, lengthSec=0)) == keys
 

@@ -230,7 +230,8 @@ def test_a_saturated_queue_spills_jobs_over_until_its_alarm_clears(fresh_stack: 
     explanation = json.loads(runner.invoke(app, ["explain", "--json", "--live", "--stack", fresh_stack.name,
                                                  "--region", "us-east-1", str(project.EVENTS / "routed-fal.json")]
                                            ).stdout)["explanation"]
-    assert explanation[-1]["candidates"][0] == {"provider": "fal", "model": "wan-i2v", "skipped": "queue saturated"}
+    assert explanation[-1]["candidates"][0] == {"provider": "fal", "model": "wan-i2v", "quoteUsd": 0.64,
+                                                "skipped": "queue saturated"}
 
     cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="drained")
     assert status(fresh_stack)[("fal", None)]["state"] == "available"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -53,12 +54,15 @@ def test_routed_to_fal(stack: LocalStack) -> None:
     [message] = messages_for(stack, "FalJobQueueUrl", detail["jobId"])
     assert body(message) == detail  # the complete original detail
     assert {k: v["StringValue"] for k, v in message["MessageAttributes"].items()} == {
-        "provider": "fal", "model": "wan-i2v", "jobId": detail["jobId"]}
+        "provider": "fal", "model": "wan-i2v", "jobId": detail["jobId"], "quoteUsd": "0.6400", "priority": "normal"}
+    assert message["MessageAttributes"]["quoteUsd"]["DataType"] == "Number"
+    assert (record["quoteUsd"], record["priority"]) == (Decimal("0.64"), "normal")  # 8 s at $0.08/s
 
     [event] = events_for(stack, detail["jobId"])
     assert (event["source"], event["detail-type"]) == ("routing.manager", "video.job.routed")
-    assert set(event["detail"]) == {"jobId", "provider", "model", "queue", "routedBy", "ts"}
+    assert set(event["detail"]) == {"jobId", "provider", "model", "queue", "quoteUsd", "priority", "routedBy", "ts"}
     assert (event["detail"]["provider"], event["detail"]["queue"]) == ("fal", "FalJobQueue")
+    assert (event["detail"]["quoteUsd"], event["detail"]["priority"]) == (0.64, "normal")
     parse_time(event["detail"]["ts"])
 
 
@@ -101,7 +105,7 @@ def test_duplicate_submission_sends_and_emits_nothing(stack: LocalStack) -> None
     [first] = submit(stack, detail)
     [second] = submit(stack, detail)
     assert (first.status, second.status) == ("ROUTED", "DUPLICATE")
-    assert second.path == [*DECIDED, "ClaimJob", "CountDuplicate", "AlreadyHandled"]
+    assert second.path == [*DECIDED, "ClaimJob", "ReleaseBudgetOfDuplicate", "CountDuplicate", "AlreadyHandled"]
     assert len(messages_for(stack, "FalJobQueueUrl", detail["jobId"])) == 1
     assert len(events_for(stack, detail["jobId"])) == 1
     assert stack.record(detail["jobId"])["attempts"] == 1  # type: ignore[index]
@@ -179,7 +183,7 @@ def test_missing_provider_queue_is_a_queue_error(fresh_stack: LocalStack) -> Non
     detail = job()
     [result] = submit(fresh_stack, detail)
     assert result.status == "FAILED"
-    assert result.path[-7:] == ["EnqueueJob", "NameQueueError", *FAILURE_TAIL]
+    assert result.path[-8:] == ["EnqueueJob", "NameQueueError", "ReleaseBudgetOfFailedEnqueue", *FAILURE_TAIL]
     # The name the local stack records, and the one the docs give as the example.
     assert _assert_failed(fresh_stack, detail, "queue_error:") == "queue_error:SQS.SdkClientException"
     for doc in ("EVENT_SCHEMA.md", "RUNBOOK.md"):
@@ -239,3 +243,42 @@ def test_no_credits_read_when_no_rule_needs_them(aws: None) -> None:
         assert result.path == ROUTED_PATH  # the shipped table routes on no balance: no read, no second call
     finally:
         local_stack.release(s)
+
+
+def test_a_premium_job_is_sent_with_its_tiers_priority(stack: LocalStack) -> None:
+    detail = job(tier="premium")
+    [result] = submit(stack, detail)
+    [message] = messages_for(stack, "FalJobQueueUrl", detail["jobId"])
+    assert message["MessageAttributes"]["priority"]["StringValue"] == "high"
+    assert stack.record(detail["jobId"])["priority"] == "high"  # type: ignore[index]
+
+
+def test_a_quote_over_the_users_credits_is_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    aws: None) -> None:
+    """The table prices the job in credits; `poor-user` holds 10 of the 64 an 8 s fal job costs."""
+    import json
+
+    from routing_manager.local import stack as local_stack
+    from tests.support import CREDITS_TABLE
+
+    table = {**CREDITS_TABLE, "credits": {"creditsPerUsd": 100}}
+    path = tmp_path / "routing_table.json"
+    path.write_text(json.dumps(table))
+    monkeypatch.setenv("ROUTING_TABLE_PATH", str(path))
+    credits = credits_table()
+    import boto3
+
+    boto3.client("dynamodb", region_name="us-east-1").put_item(
+        TableName=credits, Item={"userId": {"S": "poor-user"}, "balance": {"N": "10"}})
+    deployed = local_stack.deploy_unique(parameters={"CreditsTableName": credits})
+    try:
+        poor, rich = job(userId="poor-user"), job(userId="rich-user", resolution="1080p", lengthSec=20)
+        results = {r.jobId: r for r in submit(deployed, poor, rich)}
+        assert (results[poor["jobId"]].status, results[poor["jobId"]].reason) == ("REJECTED", "insufficient_credits")
+        assert messages_for(deployed, "FalJobQueueUrl", poor["jobId"]) == []
+        # rich-user's 42 credits: the funded rule sends 20 s to Replicate, quoted 1.666 USD = 166.6 credits.
+        assert (results[rich["jobId"]].status, results[rich["jobId"]].reason) == ("REJECTED", "insufficient_credits")
+        record = deployed.record(poor["jobId"])
+        assert record is not None and record["rejectionReason"] == "insufficient_credits"
+    finally:
+        local_stack.release(deployed)

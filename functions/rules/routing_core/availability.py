@@ -82,10 +82,12 @@ class Availability:
     here (explain, a given state) the job asking would be; live.py claims it in DynamoDB."""
 
     def __init__(self, items: Mapping[str, Item], now: float | None = None,
-                 claim_probe: Callable[[str, str], bool] | None = None) -> None:
+                 claim_probe: Callable[[str, str], bool] | None = None,
+                 charge_budget: Callable[[str, float, float], tuple[bool, str]] | None = None) -> None:
         self.items = items
         self.now = time.time() if now is None else now
         self._claim_probe = claim_probe
+        self.charge_budget = charge_budget  # live.py's: None where nothing is spent (explain, a dry run)
 
     def candidate(self, provider: str, model: str) -> tuple[State, str | None, float | None, str]:
         """The candidate's state: the provider's and the model's scopes, the more blocking one."""

@@ -86,6 +86,10 @@ class RoutedDetail(_Outbound):
     provider: str = Field(examples=["fal"])
     model: str = Field(examples=["wan-i2v"])
     queue: str = Field(description="queue name, not URL", examples=["FalJobQueue"])
+    quoteUsd: float | None = Field(None, ge=0, description="the model's list price for the job (the routing table's "
+                                                          "catalog); additive", examples=[0.64])
+    priority: Literal["urgent", "high", "normal", "low"] | None = Field(
+        None, description="the user's tier's priority (the routing table's tiers); additive")
     routedBy: Literal["RoutingManager"] = "RoutingManager"
 
 
@@ -150,6 +154,8 @@ class JobRecord(BaseModel):
     model: str | None = None
     queue: str | None = None
     messageId: str | None = Field(None, description="SQS MessageId of the job in the provider queue")
+    quoteUsd: float | None = Field(None, ge=0, description="routed: the model's list price for the job")
+    priority: Literal["urgent", "high", "normal", "low"] | None = Field(None, description="routed: the tier's priority")
     routedAt: str | None = None
     routedBy: Literal["RoutingManager"] | None = None
     rejectionReason: str | None = None

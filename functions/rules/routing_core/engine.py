@@ -16,6 +16,7 @@ from routing_core import limits, reasons
 from routing_core.availability import Availability
 
 AUTO = "auto"
+QUOTE_LENGTH_SEC = 5  # quoted for a job that gives no lengthSec: the providers' default clip
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:/-]")
 _MAX_ECHO = 64
 # Unicode White_Space, what the contract's pattern `\S` means (pydantic's regex engine): Python's
@@ -37,15 +38,19 @@ class Decision(TypedDict):
     reason: str | None  # a reason code when rejected or unavailable
     rule: str | None  # the rule that decided ("validate" for the contract's checks)
     explanation: list[dict[str, Any]]  # every rule tried, and why it matched or not
+    quoteUsd: float | None  # the chosen model's list price for this job (route)
+    quoteUsdText: str | None  # the same with 4 decimals: DynamoDB's N and the SQS Number attribute
+    priority: str | None  # the user's tier's priority (route): urgent, high, normal or low
     submittedDetail: NotRequired[str]  # the detail as compact JSON ("" when over the limits)
     userId: NotRequired[str]  # read_credits: whose balance to read
     providers: NotRequired[list[dict[str, Any]]]  # dry run: each provider's availability (by_provider)
+    budgetKey: NotRequired[str]  # route: the daily budget item charged with the quote (refunded if not enqueued)
 
 
 class Job:
     """The inputs a rule may look at, taken once from the submitted detail."""
 
-    __slots__ = ("length", "resolution", "tier", "audio", "credits")
+    __slots__ = ("length", "resolution", "tier", "tier_policy", "audio", "credits")
 
     def __init__(self, length: float | None, detail: Mapping[str, Any], credits: Any) -> None:
         self.length = length
@@ -53,6 +58,7 @@ class Job:
         self.resolution = resolution if isinstance(resolution, str) else None
         tier = detail.get("tier")
         self.tier = tier if isinstance(tier, str) else None
+        self.tier_policy = self.tier if self.tier in ("standard", "premium") else "standard"  # the contract's default
         feature = detail.get("feature")
         audio = feature.get("audio") if isinstance(feature, dict) else None
         self.audio = audio if isinstance(audio, bool) else None
@@ -169,17 +175,38 @@ class Engine:
         self.rules = [
             (rule["name"], _compile_when(rule["when"]),
              [(route["provider"], route.get("model") or table["providers"][route["provider"]]["defaultModel"])
-              for route in rule["route"]])
+              for route in rule["route"]], rule.get("strategy") == "cheapest")
             for rule in table["rules"]
         ]
+        self.prices = {(name, model): (price["perSecondUsd"], max(price["perSecondUsd"].values()),
+                                       price.get("audioPerSecondUsd", 0), price.get("minimumUsd", 0))
+                       for name, spec in table["providers"].items() for model, price in spec.get("prices", {}).items()}
+        self.tiers = {name: (tier.get("maxQuoteUsd"), tier.get("priority", "normal"))
+                      for name, tier in table.get("tiers", {}).items()}
+        self.budgets = {name: spec["dailyBudgetUsd"] for name, spec in table["providers"].items()
+                        if spec.get("dailyBudgetUsd") is not None}
+        credits = table.get("credits")
+        self.credits_per_usd = credits["creditsPerUsd"] if credits else None
+        self.credit_exempt_tiers = frozenset(credits.get("exemptTiers", [])) if credits else frozenset()
         self.explicit_preferred = table.get("explicitProvider") == "preferred"
-        self.uses_credits = any(rule["when"].get("minCredits") is not None for rule in table["rules"])
+        self.uses_credits = credits is not None or any(rule["when"].get("minCredits") is not None
+                                                       for rule in table["rules"])
+
+    def quote(self, provider: str, model: str, length: float | None, resolution: str | None,
+              audio: bool | None) -> float:
+        """The model's list price for the job: per second at its resolution (an unlisted or absent one at
+        the model's highest price: never under-quoted), the audio surcharge, at least the minimum charge.
+        Without a length, QUOTE_LENGTH_SEC."""
+        per_second, highest, audio_per_second, minimum = self.prices[(provider, model)]
+        seconds = QUOTE_LENGTH_SEC if length is None else length
+        rate = per_second.get(resolution, highest) if resolution is not None else highest
+        return round(float(max(minimum, seconds * (rate + (audio_per_second if audio else 0)))), 4)
 
     def candidates(self) -> list[tuple[str, str | None]]:
         """Every provider and every model a rule or an explicit request can route to."""
         known: dict[tuple[str, str | None], None] = {(name, None): None for name in self.providers}
         known.update({(name, spec["model"]): None for name, spec in self.providers.items()})
-        known.update({candidate: None for _, _, chain in self.rules for candidate in chain})
+        known.update({candidate: None for _, _, chain, _ in self.rules for candidate in chain})
         return list(known)
 
     def decide(self, detail: Any, credit_balance: Any = None, availability: Availability | None = None) -> Decision:
@@ -200,7 +227,9 @@ class Engine:
         explanation = [*decision["explanation"], {"rule": "credits", "matched": False,
                                                   "why": "a rule needs the credit balance: read it, then decide"}]
         return {"outcome": "read_credits", "provider": None, "model": None, "queue": None, "queueUrl": None,
-                "reason": None, "rule": "credits", "explanation": explanation, "userId": detail["userId"],
+                "reason": None, "rule": "credits", "explanation": explanation, "quoteUsd": None, "quoteUsdText": None,
+                "priority": None,
+                "userId": detail["userId"],
                 "submittedDetail": decision.get("submittedDetail", "")}
 
     def _decide(self, detail: dict[str, Any], credit_balance: Any, availability: Availability | None,
@@ -230,10 +259,22 @@ class Engine:
                 state = "disabled in the routing table" if provider else "unknown"
                 return _reject(reasons.UNSUPPORTED_PROVIDER_PREFIX + echo(requested), "explicit-provider",
                                explanation, f"provider {echo(requested)} is {state}")
-            ok, note = (True, None) if availability is None else availability.check(key, provider["model"], job_id)
+            model = provider["model"]
+            ok, note = (True, None) if availability is None else availability.check(key, model, job_id)
+            quote = self.quote(key, model, job.length, job.resolution, job.audio)
+            max_quote, _ = self._tier(job)
+            if ok and max_quote is not None and quote > max_quote:
+                return _reject(reasons.OVER_TIER_LIMIT, "explicit-provider", explanation,
+                               f"{key}/{model} quotes ${quote:g}, over the {job.tier_policy} tier's ${max_quote:g}")
             if ok:
-                return _route(key, provider, provider["model"], "explicit-provider", explanation,
-                              f"provider {key} requested" + (f" ({note})" if note else ""))
+                refusal = self._credits_refusal(job, key, model, quote)
+                if refusal is not None:
+                    return _reject(reasons.INSUFFICIENT_CREDITS, "explicit-provider", explanation, refusal)
+                exhausted, budget_key = self._charge(key, quote, availability)
+                if exhausted is None:
+                    return self._route_priced(job, key, provider, model, quote, budget_key, "explicit-provider",
+                                              explanation, f"provider {key} requested" + (f" ({note})" if note else ""))
+                note = exhausted
             unavailable = reasons.PROVIDER_UNAVAILABLE_PREFIX + key
             if not self.explicit_preferred:
                 return _unavailable(unavailable, "explicit-provider", explanation,
@@ -250,36 +291,95 @@ class Engine:
     def _auto(self, job: Job, job_id: str, availability: Availability | None,
               explanation: list[dict[str, Any]]) -> Decision:
         held_back = False  # a matching rule had a candidate that fits the job but is unavailable now
-        for name, checks, chain in self.rules:
+        over_limit = False  # ... or one the user's tier may not pay for
+        max_quote, _ = self._tier(job)
+        for name, checks, chain, cheapest in self.rules:
             why = _first_failure(checks, job)
             if why is not None:
                 explanation.append({"rule": name, "matched": False, "why": why})
                 continue
+            quoted = [(p, m, self.quote(p, m, job.length, job.resolution, job.audio)) for p, m in chain]
+            if cheapest:
+                quoted.sort(key=lambda candidate: candidate[2])  # stable: chain order breaks ties
             tried: list[dict[str, Any]] = []
-            for provider_name, model in chain:
+            for position, (provider_name, model, quote) in enumerate(quoted):
                 provider = self.providers[provider_name]
                 note: str | None = None
+                budget_key: str | None = None
                 if not provider["enabled"]:
                     skipped: str | None = "disabled in the routing table"
                 else:
                     skipped = _first_failure(provider["limits"], job)
                     if skipped is not None:
                         skipped = f"limit: {skipped}"
+                    elif max_quote is not None and quote > max_quote:
+                        skipped, over_limit = f"over the {job.tier_policy} tier's limit: quote ${quote:g} > " \
+                                              f"${max_quote:g}", True
                     elif availability is not None:
                         ok, note = availability.check(provider_name, model, job_id)
                         if not ok:
-                            skipped, held_back = note, True
-                            note = None
-                tried.append({"provider": provider_name, "model": model, "skipped": skipped})
+                            skipped, held_back, note = note, True, None
+                    if skipped is None:
+                        refusal = self._credits_refusal(job, provider_name, model, quote)
+                        if refusal is not None:
+                            tried.append({"provider": provider_name, "model": model, "quoteUsd": quote,
+                                          "skipped": refusal})
+                            explanation.append({"rule": name, "matched": True, "candidates": tried, "why": refusal})
+                            return _reject(reasons.INSUFFICIENT_CREDITS, name, explanation, None)
+                        skipped, budget_key = self._charge(provider_name, quote, availability)
+                        held_back = held_back or skipped is not None
+                tried.append({"provider": provider_name, "model": model, "quoteUsd": quote, "skipped": skipped})
                 if skipped is None:
+                    later = "a cheaper candidate takes the job" if cheapest else "an earlier candidate takes the job"
+                    tried += [{"provider": p, "model": m, "quoteUsd": q, "skipped": f"not chosen: {later}"}
+                              for p, m, q in quoted[position + 1:]]
+                    chosen = f"routes to {provider_name}/{model} at ${quote:g}" + (
+                        " (the cheapest)" if cheapest else "")
                     explanation.append({"rule": name, "matched": True, "candidates": tried,
-                                        "why": f"routes to {provider_name}/{model}" + (f" ({note})" if note else "")})
-                    return _route(provider_name, provider, model, name, explanation)
+                                        "why": chosen + (f" ({note})" if note else "")})
+                    return self._route_priced(job, provider_name, provider, model, quote, budget_key, name,
+                                              explanation)
+                if over_limit and not cheapest:
+                    break  # the rule's order is its price: it does not route to another candidate to save
             explanation.append({"rule": name, "matched": False, "candidates": tried, "why": "no candidate can take "
                                 "the job: " + "; ".join(f"{c['provider']}/{c['model']} {c['skipped']}" for c in tried)})
         if held_back:
             return _unavailable(reasons.NO_AVAILABLE_PROVIDER, None, explanation, None)
+        if over_limit:
+            return _reject(reasons.OVER_TIER_LIMIT, None, explanation, None)
         return _reject(reasons.NO_ROUTE, None, explanation, None)
+
+    def _tier(self, job: Job) -> tuple[float | None, str]:
+        return self.tiers.get(job.tier_policy, (None, "normal"))
+
+    def _credits_refusal(self, job: Job, provider: str, model: str, quote: float) -> str | None:
+        """Why the user cannot pay the quote in credits, if they cannot (only with a balance known)."""
+        if self.credits_per_usd is None or job.credits is None or job.tier_policy in self.credit_exempt_tiers:
+            return None
+        needed = quote * self.credits_per_usd
+        if needed <= job.credits:
+            return None
+        return f"{provider}/{model} quotes ${quote:g} = {needed:g} credits, over the balance of {job.credits:g}"
+
+    def _charge(self, provider: str, quote: float, availability: Availability | None) -> tuple[str | None, str | None]:
+        """(why the provider's daily budget cannot take the quote, the budget item charged). No budget, or no
+        live state to charge (explain, a dry run): nothing charged, no request."""
+        budget = self.budgets.get(provider)
+        if budget is None or availability is None or availability.charge_budget is None:
+            return None, None
+        charged, detail = availability.charge_budget(provider, quote, budget)
+        return (None, detail) if charged else (detail, None)
+
+    def _route_priced(self, job: Job, name: str, provider: Mapping[str, Any], model: str, quote: float,
+                      budget_key: str | None, rule: str, explanation: list[dict[str, Any]],
+                      why: str | None = None) -> Decision:
+        decision = _route(name, provider, model, rule, explanation, why)
+        if decision["outcome"] == "route":
+            decision["quoteUsd"], decision["quoteUsdText"] = quote, f"{quote:.4f}"
+            decision["priority"] = self._tier(job)[1]
+            if budget_key is not None:
+                decision["budgetKey"] = budget_key
+        return decision
 
 
 def _first_failure(checks: list[Check], job: Job) -> str | None:
@@ -298,7 +398,8 @@ def _route(name: str, provider: Mapping[str, Any], model: str, rule: str,
         return _reject(reasons.QUEUE_NOT_CONFIGURED_PREFIX + name, rule, explanation,
                        f"no queue URL configured for {name}")
     return {"outcome": "route", "provider": name, "model": model, "queue": provider["queue"],
-            "queueUrl": provider["queueUrl"], "reason": None, "rule": rule, "explanation": explanation}
+            "queueUrl": provider["queueUrl"], "reason": None, "rule": rule, "explanation": explanation,
+            "quoteUsd": None, "quoteUsdText": None, "priority": None}
 
 
 def _reject(reason: str, rule: str | None, explanation: list[dict[str, Any]], why: str | None,
@@ -306,7 +407,8 @@ def _reject(reason: str, rule: str | None, explanation: list[dict[str, Any]], wh
     if why is not None:
         explanation.append({"rule": rule, "matched": False, "why": why})
     return {"outcome": outcome, "provider": None, "model": None, "queue": None, "queueUrl": None,
-            "reason": reason, "rule": rule, "explanation": explanation}
+            "reason": reason, "rule": rule, "explanation": explanation, "quoteUsd": None, "quoteUsdText": None,
+            "priority": None}
 
 
 def _unavailable(reason: str, rule: str | None, explanation: list[dict[str, Any]], why: str | None) -> Decision:

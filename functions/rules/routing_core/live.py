@@ -15,6 +15,8 @@ from typing import Any
 from routing_core.availability import STATE_PK, Availability, plain, split_scope
 
 MAX_AGE_SEC = 2.0  # the staleness the routing decision may have (docs/AVAILABILITY.md)
+BUDGET_PK = "budget"  # sk: provider#YYYY-MM-DD (UTC), spentUsd
+BUDGET_DAYS_KEPT = 8
 logger = logging.getLogger(__name__)
 
 
@@ -75,8 +77,9 @@ class LiveState:
             return self._items
 
     def availability(self, may_probe: bool = True) -> Availability:
-        """The state now; `may_probe` False (the heartbeat's dry run) never claims a probe."""
-        return Availability(self.items(), claim_probe=self.claim_probe if may_probe else _no_probe)
+        """The state now; `may_probe` False (the heartbeat's dry run) never claims a probe or charges a budget."""
+        return Availability(self.items(), claim_probe=self.claim_probe if may_probe else _no_probe,
+                            charge_budget=self.charge_budget if may_probe else None)
 
     def claim_probe(self, scope: str, job_id: str) -> bool:
         """True for the one job that may probe a half-open breaker (the same job again, on a restart)."""
@@ -110,6 +113,31 @@ class LiveState:
             return False
         self._items[scope] = {**item, "probeJobId": job_id, "probeUntil": lease}
         return True
+
+
+    def charge_budget(self, provider: str, amount: float, limit: float) -> tuple[bool, str]:
+        """Add a routed job's quote to the provider's spend today, unless that would pass its daily budget:
+        one conditional ADD, so concurrent jobs never spend more than the budget. (charged, budget key or why not)."""
+        key = f"{provider}#{time.strftime('%Y-%m-%d', time.gmtime())}"
+        if amount > limit:
+            return False, f"budget exhausted: the quote ${amount:g} is over the daily ${limit:g}"
+        try:
+            self.client.update_item(
+                TableName=self.table_name, Key={"pk": {"S": BUDGET_PK}, "sk": {"S": key}},
+                UpdateExpression="ADD spentUsd :amount SET expiresAt = if_not_exists(expiresAt, :expires)",
+                ConditionExpression="attribute_not_exists(spentUsd) OR spentUsd <= :room",
+                ExpressionAttributeValues={":amount": {"N": f"{amount:.4f}"}, ":room": {"N": f"{limit - amount:.4f}"},
+                                           ":expires": {"N": str(int(time.time()) + BUDGET_DAYS_KEPT * 86400)}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        except Exception as exc:
+            response = getattr(exc, "response", {})
+            if response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                spent = response.get("Item", {}).get("spentUsd", {}).get("N", "?")
+                return False, f"budget exhausted: ${spent} of the daily ${limit:g} spent"
+            # A budget that cannot be checked is not spent: the provider is skipped, never overspent.
+            logger.warning("budget not charged: %s", type(exc).__name__)
+            return False, "budget exhausted: the spend could not be checked"
+        return True, key
 
 
 def _no_probe(scope: str, job_id: str) -> bool:

@@ -7,6 +7,8 @@ Business rejections are final; operational failures are recorded FAILED and repl
 from __future__ import annotations
 
 NO_ROUTE = "no_route"
+INSUFFICIENT_CREDITS = "insufficient_credits"
+OVER_TIER_LIMIT = "over_tier_limit"
 INVALID_LENGTH_RANGE = "invalid_length:must_be_1-300_seconds"
 INVALID_LENGTH_NAN = "invalid_length:not_a_number"
 MISSING_FIELD_PREFIX = "missing_required_field:"
@@ -42,6 +44,9 @@ MAX_LENGTH_SEC = 300
 # a test checks docs/EVENT_SCHEMA.md documents each one.
 REASON_CODES: dict[str, tuple[str, bool]] = {
     NO_ROUTE: ("no rule matched the job and no provider was requested", False),
+    INSUFFICIENT_CREDITS: ("the chosen model's quote, in credits (the table's creditsPerUsd), is over the user's "
+                           "balance, and the user's tier is not exempt", False),
+    OVER_TIER_LIMIT: ("every candidate that could take the job quotes over the user's tier's maxQuoteUsd", False),
     "missing_required_field:{field}": (
         "jobId, userId or prompt is absent, null, not a string or blank",
         False,

@@ -50,6 +50,8 @@ class Rule(_Strict):
     name: str = Field(pattern=_NAME)
     description: str = ""
     when: When
+    strategy: Literal["order", "cheapest"] = Field(
+        "order", description="order: the first candidate that can take the job; cheapest: the lowest quote among them")
     route: list[Route] = Field(min_length=1, description="candidates in order: the first available one is chosen")
 
     @field_validator("route", mode="before")
@@ -75,6 +77,32 @@ class Breaker(_Strict):
                                  description="a probe with no outcome after this long lets another probe through")
 
 
+class Price(_Strict):
+    """A model's list price: per second of video by resolution, an audio surcharge, a minimum charge."""
+
+    perSecondUsd: dict[str, float] = Field(min_length=1, description="resolution -> USD per second of video")
+    audioPerSecondUsd: float = Field(0, ge=0, description="added per second when the job asks for audio")
+    minimumUsd: float = Field(0, ge=0, description="the least a generation is billed")
+    source: str = Field(min_length=1, description="where the price was read (a public page)")
+
+    @model_validator(mode="after")
+    def _positive(self) -> Price:
+        for resolution, price in self.perSecondUsd.items():
+            if not price > 0:
+                raise ValueError(f"perSecondUsd[{resolution!r}] must be > 0")
+        return self
+
+
+class Tier(_Strict):
+    maxQuoteUsd: float | None = Field(None, gt=0, description="a job quoted above it is not routed (over_tier_limit)")
+    priority: Literal["urgent", "high", "normal", "low"] = "normal"
+
+
+class Credits(_Strict):
+    creditsPerUsd: float = Field(gt=0, description="credits a user spends per USD of quote")
+    exemptTiers: list[Literal["standard", "premium"]] = Field(default_factory=list)
+
+
 class Provider(_Strict):
     queue: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$", description="SQS queue name, as recorded and emitted")
     queueUrlEnv: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$", description="environment variable holding the queue URL")
@@ -82,6 +110,9 @@ class Provider(_Strict):
     enabled: bool = True
     limits: Limits = Limits()
     breaker: Breaker = Breaker()
+    prices: dict[str, Price] = Field(default_factory=dict, description="model -> its list price")
+    dailyBudgetUsd: float | None = Field(None, gt=0, description="routed quotes per UTC day may not exceed it "
+                                                                 "(an atomic counter; none: no counter, no request)")
     maxQueueAgeSec: int | None = Field(
         None, ge=60, description="saturated when the queue's oldest message is older (a CloudWatch alarm; >= 60 s, "
                                  "the metric's period)")
@@ -92,6 +123,9 @@ class RoutingTable(_Strict):
     explicitProvider: Literal["strict", "preferred"] = Field(
         "strict", description="strict: a job naming an unavailable provider is not sent elsewhere; preferred: it "
                               "falls back along the rules' candidates")
+    pricesReadOn: str | None = Field(None, description="the date the catalog's list prices were read")
+    tiers: dict[Literal["standard", "premium"], Tier] = Field(default_factory=dict)
+    credits: Credits | None = Field(None, description="quotes checked against the user's balance (Credits table)")
     providers: dict[str, Provider] = Field(min_length=1)
     rules: list[Rule]
 
@@ -118,6 +152,13 @@ class RoutingTable(_Strict):
                 if candidate in candidates:
                     raise ValueError(f"{where}: route[{position}] repeats {candidate[0]}/{candidate[1]}")
                 candidates.add(candidate)
+                if candidate[1] not in self.providers[route.provider].prices:
+                    raise ValueError(f"{where}: route[{position}] routes to {candidate[0]}/{candidate[1]}, which has "
+                                     "no price (providers.{0}.prices)".format(candidate[0]))
+        for name, provider in self.providers.items():
+            if provider.defaultModel not in provider.prices:
+                raise ValueError(f"providers.{name}: defaultModel {provider.defaultModel!r} has no price (an explicit "
+                                 "request routes to it)")
         return self
 
 
