@@ -47,8 +47,8 @@ ASSUMPTIONS = {
     "rules_init_s": 0.35,             # Powertools + engine on a python3.12 arm64 cold start
     "single_lambda_init_s": 0.6,      # the same plus boto3 clients for DynamoDB, SQS, EventBridge
     "single_lambda_duration_s": 0.06, # three SDK calls in sequence from inside the function
-    "xray_sampled": 0.05,             # the default sampling rule: 1/s reservoir, then 5 %
-    "lambda_platform_log_bytes": 330, # START, END, REPORT lines per invocation
+    "xray_sampled": 0.0,              # Tracing=PassThrough (the default); Active samples 1/s, then 5 %: 0.05
+    "lambda_platform_log_bytes": 0,   # SystemLogLevel WARN drops START and REPORT (330 bytes at INFO)
     "sfn_log_bytes_per_event": 350,   # one history event without execution data
     # Provider state: each warm rules environment reads the control table at most every 2 s
     # (routing_core.live.MAX_AGE_SEC), one strongly consistent Query of under 4 KB (1 read unit).
@@ -94,7 +94,7 @@ def measure() -> dict[str, Any]:
     claim_bytes = sum(len(k) + len(json.dumps(v)) for k, v in record.items()
                       if k in ("jobId", "status", "claimedBy", "claimedAt", "submittedDetail", "attempts"))
     log_lines = [line for line in lambda_log.getvalue().splitlines() if line.startswith("{")]
-    invocations = sum(1 for line in log_lines if '"routing decision"' in line)  # the duplicate's too
+    invocations = sum(1 for line in log_lines if '"RoutingAttempts"' in line)  # one EMF line each, the duplicate's too
     return {"paths": paths, "item_bytes": item_bytes, "claim_bytes": claim_bytes,
             "lambda_log_bytes_per_invocation": sum(len(line) + 1 for line in log_lines) / invocations,
             "event_bytes": len(json.dumps(routed))}
@@ -207,7 +207,13 @@ def main(chart_to: Path = ROOT / "docs" / "cost-by-log-level.png") -> dict[str, 
     print(f"provider state: +${state_reads:.4f} per million routed jobs at "
           f"{ASSUMPTIONS['jobs_per_second_per_rules_environment']:g} jobs/s per environment; at most "
           f"+${worst * 1e6:.3f} (jobs more than 2 s apart)")
+    mandatory = ("EventBridge (submitted + outcome event)", "Step Functions EXPRESS requests",
+                 "Step Functions EXPRESS duration", "Lambda requests", "Lambda duration and INIT", "DynamoDB writes",
+                 "SQS")
+    floor = sum(default[name] for name in mandatory)
+    print(f"floor (the requests every routed job must make): ${floor:.2f} per million")
     figures = {"cost_per_million_usd": total, "cost_ratio_vs_single_lambda": total / single_total,
+               "cost_floor_usd": floor,
                "cost_provider_state_per_million_usd": state_reads,
                "cost_provider_state_worst_per_million_usd": worst * 1e6,
                "cost_per_million_usd_log_all": sum(router_cost(m, "ALL").values()),

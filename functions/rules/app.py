@@ -54,18 +54,17 @@ def lambda_handler(event: Any, context: Any) -> Decision:
         decision = engine.read_credits_first(decision, detail)
     if dry_run and availability is not None:
         decision["providers"] = by_provider(availability.scopes(engine.candidates()))
+    # Never the prompt or other job content: only what the decision says. One log line per decision:
+    # the fields ride in the EMF metric line as properties (searchable in Logs Insights, no dimensions).
+    fields: dict[str, Any] = {"jobId": echo(job_id) if job_id is not None else None, "decision": decision["outcome"],
+              "rule": decision["rule"], "model": decision["model"], "reason": decision["reason"],
+              "quoteUsd": decision["quoteUsd"], "priority": decision["priority"]}
     if not dry_run and decision["outcome"] in _OUTCOME_METRIC:
         metrics.add_dimension("provider", decision["provider"] or "none")
         metrics.add_dimension("outcome", _OUTCOME_METRIC[decision["outcome"]])
         metrics.add_metric(name="RoutingAttempts", unit=MetricUnit.Count, value=1)
-    # Never the prompt or other job content: only what the decision says.
-    logger.info(
-        "routing decision",
-        outcome=decision["outcome"],
-        provider=decision["provider"],
-        model=decision["model"],
-        rule=decision["rule"],
-        reason=decision["reason"],
-        dryRun=dry_run,
-    )
+        for key, value in fields.items():
+            metrics.add_metadata(key=key, value=value)
+    else:  # no metric to carry them (a dry run, a request for the balance): a line at DEBUG
+        logger.debug("routing decision", extra={"provider": decision["provider"], "dryRun": dry_run, **fields})
     return decision

@@ -154,5 +154,5 @@ def test_sentinel_prompt_never_reaches_a_log_line(aws: None, capsys: pytest.Capt
         local_stack.release(deployed)
     assert sorted(r.status for r in results) == ["FAILED", "REJECTED", "REJECTED", "REJECTED", "ROUTED"]
     logged = capsys.readouterr().out
-    assert '"message":"routing decision"' in logged  # the Lambda did log, here
+    assert '"decision":"route"' in logged and '"RoutingAttempts"' in logged  # the Lambda did log, here
     assert sentinel not in logged and "Private Lane" not in logged

@@ -56,7 +56,10 @@ def test_state_machine_is_express_with_logging_without_execution_data(sam: dict[
     props = machine["Properties"]
     assert props["Type"] == "EXPRESS"
     assert props["Logging"]["IncludeExecutionData"] is False
-    assert props["Tracing"] == {"Enabled": True}
+    # X-Ray follows the Tracing parameter, the functions' too: PassThrough by default (docs/COST.md).
+    assert props["Tracing"] == {"Enabled": {"Fn::If": ["TracesActively", True, False]}}
+    assert sam["Globals"]["Function"]["Tracing"] == {"Ref": "Tracing"}
+    assert sam["Parameters"]["Tracing"]["Default"] == "PassThrough"
 
 
 def test_every_substitution_used_in_the_asl_is_defined_and_none_is_unused(sam: dict[str, Any]) -> None:

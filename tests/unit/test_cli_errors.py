@@ -137,12 +137,17 @@ def test_local_run_interrupted_reports_what_ran_and_keeps_json_clean(tmp_path: P
     log = tmp_path / "l.log"
     proc = subprocess.Popen([str(CLI), "local", "run", "--json", "--lambda-log", str(log), str(events)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=project.ROOT)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and (not log.exists() or log.read_text().count("\n") < 50):
-        time.sleep(0.2)  # until jobs are being decided: 3,000 take far longer than the wait below
-    time.sleep(1)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and (not log.exists() or log.read_bytes().count(b"\n") < 50):
+            time.sleep(0.2)  # until jobs are being decided: 3,000 take far longer than the wait below
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # never leave a 3,000-job run behind, eating the next tests' CPU
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, err
     jobs = [json.loads(line) for line in out.splitlines()]  # every line a job: no stray Lambda line
     assert 0 < len(jobs) < 3000

@@ -163,3 +163,21 @@ def test_a_quote_grows_with_resolution(model: tuple[str, str], length: float) ->
     listed = [r for r in ("480p", "720p", "1080p") if r in e.prices[model][0]]
     quotes = [e.quote(*model, length, r, False) for r in listed]
     assert quotes == sorted(quotes)
+
+
+def test_a_provider_may_have_a_queue_per_priority() -> None:
+    def urgent_queue(t: dict[str, Any]) -> None:
+        t["tiers"]["premium"]["priority"] = "urgent"
+        t["providers"]["fal"]["priorityQueues"] = {"urgent": {"queue": "FalUrgentQueue",
+                                                              "queueUrlEnv": "FAL_URGENT_QUEUE_URL"}}
+
+    table = copy.deepcopy(SHIPPED)
+    urgent_queue(table)
+    e = Engine(validate_table(table), {**URLS, "FAL_URGENT_QUEUE_URL": "https://sqs.test/fal-urgent"})
+    urgent = e.decide({**JOB, "tier": "premium"})
+    assert (urgent["queue"], urgent["queueUrl"], urgent["priority"]) == (
+        "FalUrgentQueue", "https://sqs.test/fal-urgent", "urgent")
+    normal = e.decide(JOB)
+    assert (normal["queue"], normal["queueUrl"]) == ("FalJobQueue", "https://sqs.test/fal")
+    # Named in the table, not deployed: a configuration error, as for the provider's own queue.
+    assert engine(urgent_queue).decide({**JOB, "tier": "premium"})["reason"] == "queue_not_configured:fal"

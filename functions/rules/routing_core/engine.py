@@ -171,6 +171,8 @@ class Engine:
                 "queueUrl": queue_urls.get(spec["queueUrlEnv"]) or None,
                 "model": spec["defaultModel"],
                 "limits": _limit_checks(spec["limits"]),
+                "byPriority": {priority: (queue["queue"], queue_urls.get(queue["queueUrlEnv"]) or None)
+                               for priority, queue in spec.get("priorityQueues", {}).items()},
             }
         self.rules = [
             (rule["name"], _compile_when(rule["when"]),
@@ -373,10 +375,14 @@ class Engine:
     def _route_priced(self, job: Job, name: str, provider: Mapping[str, Any], model: str, quote: float,
                       budget_key: str | None, rule: str, explanation: list[dict[str, Any]],
                       why: str | None = None) -> Decision:
+        priority = self._tier(job)[1]
+        if priority in provider["byPriority"]:  # the provider's queue for this priority, as if its only one
+            queue, url = provider["byPriority"][priority]
+            provider = {**provider, "queue": queue, "queueUrl": url}
         decision = _route(name, provider, model, rule, explanation, why)
         if decision["outcome"] == "route":
             decision["quoteUsd"], decision["quoteUsdText"] = quote, f"{quote:.4f}"
-            decision["priority"] = self._tier(job)[1]
+            decision["priority"] = priority
             if budget_key is not None:
                 decision["budgetKey"] = budget_key
         return decision

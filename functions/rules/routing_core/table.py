@@ -103,6 +103,11 @@ class Credits(_Strict):
     exemptTiers: list[Literal["standard", "premium"]] = Field(default_factory=list)
 
 
+class PriorityQueue(_Strict):
+    queue: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$", description="SQS queue name, as recorded and emitted")
+    queueUrlEnv: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$", description="environment variable holding its URL")
+
+
 class Provider(_Strict):
     queue: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$", description="SQS queue name, as recorded and emitted")
     queueUrlEnv: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$", description="environment variable holding the queue URL")
@@ -111,6 +116,8 @@ class Provider(_Strict):
     limits: Limits = Limits()
     breaker: Breaker = Breaker()
     prices: dict[str, Price] = Field(default_factory=dict, description="model -> its list price")
+    priorityQueues: dict[Literal["urgent", "high", "normal", "low"], PriorityQueue] = Field(
+        default_factory=dict, description="a queue of its own for jobs of these priorities (the rest: queue)")
     dailyBudgetUsd: float | None = Field(None, gt=0, description="routed quotes per UTC day may not exceed it "
                                                                  "(an atomic counter; none: no counter, no request)")
     maxQueueAgeSec: int | None = Field(
