@@ -335,3 +335,4 @@ def test_an_in_process_function_runs_more_environments_only_when_all_are_busy() 
     assert fn.environments == 3 and len(loads) == 3
     one = moto_adapters.InProcessFunction(handler=lambda e, c: "only", name="g")
     assert one.run({}, None) == "only" and one.environments == 1
+
