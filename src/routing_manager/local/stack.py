@@ -133,9 +133,12 @@ class LocalStack:
         return {key: deserializer.deserialize(value) for key, value in item.items()}
 
 
-# Execution environments a function may have side by side here, each its own module (AWS scales
-# further: enough for a local stack's 2 cores). The heartbeat runs alone on its schedule.
-CONCURRENT_ENVIRONMENTS = {"RulesFunction": 10, "ProviderEventsFunction": 10}
+# Execution environments a function may have side by side here, each its own module. The provider
+# events function counts concurrently; the rules function keeps one: its decisions take
+# milliseconds, while each environment's cold start (an import, a boto3 client) on a busy process
+# took seconds and timed out DecideRoute (10 s) under the 230-job corpus. Many jobs at once queue
+# on it instead (bench/run.py sends them in waves).
+CONCURRENT_ENVIRONMENTS = {"ProviderEventsFunction": 10}
 
 _FUNCTION_LOGGERS: set[str] = set()
 
