@@ -30,8 +30,8 @@ def no_fault_left_behind() -> Iterator[None]:
     yield
     from routing_manager.local import moto_adapters
 
-    left = {fn.name: list(fn.faults) for fn in moto_adapters.IN_PROCESS.values() if fn.faults}
-    for fn in moto_adapters.IN_PROCESS.values():
+    left = {fn.name: list(fn.faults) for fn in moto_adapters.LOCAL_FUNCTIONS.values() if fn.faults}
+    for fn in moto_adapters.LOCAL_FUNCTIONS.values():
         fn.faults.clear()
     if left:
         pytest.fail(f"injected faults left behind: {left}")

@@ -7,8 +7,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from routing_manager.events import SubmittedEvent
 from routing_manager.local import runner
 from routing_manager.local import stack as local_stack
@@ -71,15 +69,15 @@ def credits_table() -> str:
     return name
 
 
-def deploy_routing_on_credits(folder: Path, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
+def deploy_routing_on_credits(folder: Path) -> LocalStack:
     """A stack of its own whose rules Lambda loads CREDITS_TABLE, with a Credits table configured."""
     table = folder / "routing_table.json"
     table.write_text(json.dumps(CREDITS_TABLE))
-    monkeypatch.setenv("ROUTING_TABLE_PATH", str(table))
-    return local_stack.deploy_unique(parameters={"CreditsTableName": credits_table()})
+    return local_stack.deploy_unique(parameters={"CreditsTableName": credits_table()},
+                                     function_environment={"ROUTING_TABLE_PATH": str(table)})
 
 
-def deploy_with_table(folder: Path, monkeypatch: pytest.MonkeyPatch, change: Any) -> LocalStack:
+def deploy_with_table(folder: Path, change: Any) -> LocalStack:
     """A stack of its own whose rules Lambda loads the shipped routing table as `change` edits it."""
     from routing_manager import project
 
@@ -87,8 +85,7 @@ def deploy_with_table(folder: Path, monkeypatch: pytest.MonkeyPatch, change: Any
     change(table)
     path = folder / "routing_table.json"
     path.write_text(json.dumps(table))
-    monkeypatch.setenv("ROUTING_TABLE_PATH", str(path))
-    return local_stack.deploy_unique()
+    return local_stack.deploy_unique(function_environment={"ROUTING_TABLE_PATH": str(path)})
 
 
 def budgeted(table: dict[str, Any]) -> None:

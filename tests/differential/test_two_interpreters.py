@@ -24,6 +24,7 @@ from routing_core.live import MAX_AGE_SEC
 from routing_manager import project
 from routing_manager.local import moto_adapters
 from routing_manager.local import stack as local_stack
+from routing_manager.local.lambda_runtime import Result
 from routing_manager.local.stack import LocalStack
 from tests.reliability.faults import FAILED_ENTRY, Fault, error, inject
 from tests.support import budgeted, deploy_routing_on_credits, deploy_with_table, job, submit
@@ -80,7 +81,7 @@ def _held_elsewhere(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def _malformed_decision(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setattr(stack.rules, "handler", lambda event, context: {"outcome": "perhaps"})
+    monkeypatch.setattr(stack.rules, "intercept", lambda event, invoke: Result(b'{"outcome": "perhaps"}'))
     return _one(stack, job())
 
 
@@ -210,14 +211,14 @@ def recordings(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> I
         with pytest.MonkeyPatch.context() as monkeypatch:
             recorded[name] = record(case(stack, monkeypatch))
     with pytest.MonkeyPatch.context() as monkeypatch:
-        budget_stack = deploy_with_table(tmp_path_factory.mktemp("budget"), monkeypatch, budgeted)
+        budget_stack = deploy_with_table(tmp_path_factory.mktemp("budget"), budgeted)
         try:
             for name, case in BUDGET_CASES.items():
                 recorded[name] = record(case(budget_stack, monkeypatch))
         finally:
             local_stack.release(budget_stack)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        credits_stack = deploy_routing_on_credits(tmp_path_factory.mktemp("credits"), monkeypatch)
+        credits_stack = deploy_routing_on_credits(tmp_path_factory.mktemp("credits"))
         try:
             for name, case in CREDITS_CASES.items():
                 recorded[name] = record(case(credits_stack, monkeypatch))

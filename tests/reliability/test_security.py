@@ -139,11 +139,13 @@ def test_checkov_passes_with_every_skip_justified(which: str, packaged: tuple[di
 
 
 def test_sentinel_prompt_never_reaches_a_log_line(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """What the functions print goes to their log groups (as on Lambda), and what the stack prints to the
+    terminal: neither holds the prompt."""
     from routing_manager.local import stack as local_stack
     from tests.support import job, submit
 
     sentinel = "SENTINEL-7c1e: my address is 1 Private Lane"
-    deployed = local_stack.deploy_unique()  # imported now: its logs go where this test can read them
+    deployed = local_stack.deploy_unique()
     try:
         deployed.rules.faults[:] = ["TooManyRequestsException"]
         results = submit(deployed, job(prompt=sentinel), job(prompt=sentinel, lengthSec=30),
@@ -153,6 +155,9 @@ def test_sentinel_prompt_never_reaches_a_log_line(aws: None, capsys: pytest.Capt
     finally:
         local_stack.release(deployed)
     assert sorted(r.status for r in results) == ["FAILED", "REJECTED", "REJECTED", "REJECTED", "ROUTED"]
-    logged = capsys.readouterr().out
+    logs = deployed.client("logs")
+    logged = capsys.readouterr().out + "\n".join(
+        event["message"] for group in logs.describe_log_groups()["logGroups"]
+        for event in logs.filter_log_events(logGroupName=group["logGroupName"])["events"])
     assert '"decision":"route"' in logged and '"RoutingAttempts"' in logged  # the Lambda did log, here
     assert sentinel not in logged and "Private Lane" not in logged

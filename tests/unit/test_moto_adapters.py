@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from routing_manager.local import moto_adapters
 from routing_manager.local.stack import mocked_aws
+from tests.doubles import HandlerFunction
 
 pytestmark = pytest.mark.local_stack
 needs_compressed_waits = pytest.mark.skipif(
@@ -97,12 +98,9 @@ def test_lambda_errors_come_back_as_aws_reports_them() -> None:
         arn = lam.create_function(FunctionName="f", Runtime="python3.12", Role=role, Handler="a.h",
                                   Code={"ZipFile": b"x"})["FunctionArn"]
 
-        def handler(event: dict, context: object) -> dict:  # type: ignore[type-arg]
-            return {"echo": event, "fn": context.function_name}  # type: ignore[attr-defined]
-
-        fn = moto_adapters.InProcessFunction(handler=handler, name="f",
-                                             faults=["TooManyRequestsException", ValueError("bad")])
-        moto_adapters.IN_PROCESS[arn] = fn
+        fn = HandlerFunction(handler=lambda event: {"echo": event},
+                             faults=["TooManyRequestsException", ValueError("bad")])
+        moto_adapters.LOCAL_FUNCTIONS[arn] = fn
         try:
             with pytest.raises(lam.exceptions.TooManyRequestsException):
                 lam.invoke(FunctionName="f", Payload=b"{}")
@@ -110,10 +108,10 @@ def test_lambda_errors_come_back_as_aws_reports_them() -> None:
             assert unhandled["FunctionError"] == "Unhandled"
             assert json.loads(unhandled["Payload"].read())["errorType"] == "ValueError"
             ok = lam.invoke(FunctionName="f", Payload=b'{"a": 1}')
-            assert json.loads(ok["Payload"].read()) == {"echo": {"a": 1}, "fn": "f"}
+            assert json.loads(ok["Payload"].read()) == {"echo": {"a": 1}}
             assert fn.invocations == 3
         finally:
-            moto_adapters.IN_PROCESS.pop(arn)
+            moto_adapters.LOCAL_FUNCTIONS.pop(arn)
 
 
 @needs_compressed_waits
@@ -296,43 +294,15 @@ def test_another_moto_version_is_refused_with_what_to_do() -> None:
 def test_a_failing_async_target_is_tried_three_times_then_recorded() -> None:
     calls: list[int] = []
 
-    def failing(event: dict, context: object) -> None:  # type: ignore[type-arg]
+    def failing(event: dict) -> None:  # type: ignore[type-arg]
         calls.append(1)
         raise RuntimeError("down")
 
-    fn = moto_adapters.InProcessFunction(handler=failing, name="f")
+    fn = HandlerFunction(handler=failing)
     before = len(moto_adapters.ASYNC_FAILURES)
     moto_adapters._invoke_async(fn, {"detail": {}})
     assert len(calls) == moto_adapters.ASYNC_ATTEMPTS == 3
     failure = moto_adapters.ASYNC_FAILURES.pop()
     assert len(moto_adapters.ASYNC_FAILURES) == before
     assert (failure.function, failure.error) == ("f", "RuntimeError: down")
-
-
-def test_an_in_process_function_runs_more_environments_only_when_all_are_busy() -> None:
-    import threading
-
-    started, release = threading.Barrier(4), threading.Event()  # three requests and this test
-    loads: list[int] = []
-
-    def environment() -> object:
-        loads.append(1)
-
-        def handler(event: dict, context: object) -> int:  # type: ignore[type-arg]
-            started.wait()
-            release.wait(5)
-            return len(loads)
-        return handler
-
-    fn = moto_adapters.InProcessFunction(handler=environment(), name="f", spawn=environment, max_environments=5)
-    threads = [threading.Thread(target=fn.run, args=({}, None)) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    started.wait(5)  # three requests at once: three environments
-    release.set()
-    for thread in threads:
-        thread.join()
-    assert fn.environments == 3 and len(loads) == 3
-    one = moto_adapters.InProcessFunction(handler=lambda e, c: "only", name="g")
-    assert one.run({}, None) == "only" and one.environments == 1
 

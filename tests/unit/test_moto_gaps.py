@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from routing_manager.local import moto_adapters as adapters
 from routing_manager.local.stack import mocked_aws
+from tests.doubles import HandlerFunction
 from tests.unit.test_moto_adapters import _machine, _wait
 
 pytestmark = pytest.mark.local_stack
@@ -76,17 +77,17 @@ def test_an_event_starts_the_rules_state_machine(aws_without: None) -> None:
     assert adapters.execution_statuses(arn)
 
 
-@with_and_without(adapters.invoke_lambdas_in_process, "Lambda without Docker does not run the handler")
+@with_and_without(adapters.invoke_lambda_functions, "Lambda without Docker does not run the handler")
 def test_a_lambda_runs_its_handler(aws_without: None) -> None:
     lam = boto3.client("lambda", region_name=REGION)
     role = boto3.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     arn = lam.create_function(FunctionName="f", Runtime="python3.12", Role=role, Handler="a.h",
                               Code={"ZipFile": b"x"})["FunctionArn"]
-    adapters.IN_PROCESS[arn] = adapters.InProcessFunction(handler=lambda event, context: {"ran": True}, name="f")
+    adapters.LOCAL_FUNCTIONS[arn] = HandlerFunction(handler=lambda event: {"ran": True})
     try:
         payload = json.loads(lam.invoke(FunctionName="f", Payload=b"{}")["Payload"].read())
     finally:
-        adapters.IN_PROCESS.pop(arn)
+        adapters.LOCAL_FUNCTIONS.pop(arn)
     assert payload == {"ran": True}
 
 
@@ -199,21 +200,21 @@ def _function(handler: Any) -> str:
     name = f"f{uuid.uuid4().hex[:8]}"
     arn: str = lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="a.h",
                                    Code={"ZipFile": b"x"})["FunctionArn"]
-    adapters.IN_PROCESS[arn] = adapters.InProcessFunction(handler=handler, name=name, arn=arn)
+    adapters.LOCAL_FUNCTIONS[arn] = HandlerFunction(handler=handler, name=name)
     return arn
 
 
 @with_and_without(adapters.deliver_events_to_step_functions, "a rule's Lambda target is never invoked")
 def test_an_event_invokes_the_rules_lambda_target(aws_without: None) -> None:
     seen: list[Any] = []
-    arn = _function(lambda event, context: seen.append(event))
+    arn = _function(lambda event: seen.append(event))
     try:
         events = boto3.client("events", region_name=REGION)
         events.put_rule(Name="to-lambda", EventPattern=json.dumps({"source": ["t"]}))
         events.put_targets(Rule="to-lambda", Targets=[{"Id": "fn", "Arn": arn}])
         events.put_events(Entries=[{"Source": "t", "DetailType": "d", "Detail": '{"n": 1}'}])
     finally:
-        adapters.IN_PROCESS.pop(arn)
+        adapters.LOCAL_FUNCTIONS.pop(arn)
     assert [e["detail"] for e in seen] == [{"n": 1}]
 
 

@@ -75,8 +75,7 @@ def quick_breaker(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     table["providers"]["fal"]["breaker"] = {"cooldownSec": 1}
     path = tmp_path / "routing_table.json"
     path.write_text(json.dumps(table))
-    monkeypatch.setenv("ROUTING_TABLE_PATH", str(path))
-    deployed = local_stack.deploy_unique()
+    deployed = local_stack.deploy_unique(function_environment={"ROUTING_TABLE_PATH": str(path)})
     yield deployed
     local_stack.release(deployed)
 

@@ -15,8 +15,8 @@ from tests.support import budgeted, deploy_with_table, job, messages_for, spent_
 
 
 @pytest.fixture
-def budget_stack(aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
-    deployed = deploy_with_table(tmp_path, monkeypatch, budgeted)
+def budget_stack(aws: None, tmp_path: Path) -> Iterator[LocalStack]:
+    deployed = deploy_with_table(tmp_path, budgeted)
     yield deployed
     local_stack.release(deployed)
 

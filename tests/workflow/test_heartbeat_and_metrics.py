@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from routing_manager.local.lambda_runtime import Result
 from routing_manager.local.stack import LocalStack
 from tests.support import job, submit
 
@@ -57,14 +59,13 @@ def test_no_heartbeat_when_the_rules_lambda_fails(fresh_stack: LocalStack, fault
 
 
 def test_no_heartbeat_when_the_canary_job_would_not_route(fresh_stack: LocalStack) -> None:
-    rules = fresh_stack.rules
-    real = rules.handler
-    rules.handler = lambda event, context: {**real(event, context), "outcome": "reject", "reason": "no_route"}
+    def rejecting(event: object, invoke: Callable[[object], Result]) -> Result:
+        answer = invoke(event).json()
+        return Result(json.dumps({**answer, "outcome": "reject", "reason": "no_route"}).encode())
+
+    fresh_stack.rules.intercept = rejecting
     beats = _datapoints(fresh_stack, HEARTBEAT)
-    try:
-        result = _invoke_heartbeat(fresh_stack)
-    finally:
-        rules.handler = real
+    result = _invoke_heartbeat(fresh_stack)
     assert result["error"] == "Unhandled" and "not routed: no_route" in result["payload"]["errorMessage"]
     assert _datapoints(fresh_stack, HEARTBEAT) == beats
 

@@ -220,7 +220,7 @@ def test_credit_balance_is_read_only_when_a_rule_needs_it(aws: None, tmp_path: P
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from routing_manager.local import stack as local_stack
 
-    s = deploy_routing_on_credits(tmp_path, monkeypatch)
+    s = deploy_routing_on_credits(tmp_path)
     try:
         [rich] = submit(s, job(userId="rich-user"))
         assert (rich.status, rich.provider) == ("ROUTED", "replicate")
@@ -264,13 +264,13 @@ def test_a_quote_over_the_users_credits_is_rejected(tmp_path: Path, monkeypatch:
     table = {**CREDITS_TABLE, "credits": {"creditsPerUsd": 100}}
     path = tmp_path / "routing_table.json"
     path.write_text(json.dumps(table))
-    monkeypatch.setenv("ROUTING_TABLE_PATH", str(path))
     credits = credits_table()
     import boto3
 
     boto3.client("dynamodb", region_name="us-east-1").put_item(
         TableName=credits, Item={"userId": {"S": "poor-user"}, "balance": {"N": "10"}})
-    deployed = local_stack.deploy_unique(parameters={"CreditsTableName": credits})
+    deployed = local_stack.deploy_unique(parameters={"CreditsTableName": credits},
+                                         function_environment={"ROUTING_TABLE_PATH": str(path)})
     try:
         poor, rich = job(userId="poor-user"), job(userId="rich-user", resolution="1080p", lengthSec=20)
         results = {r.jobId: r for r in submit(deployed, poor, rich)}

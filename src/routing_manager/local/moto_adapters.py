@@ -13,10 +13,12 @@ docs/LOCAL_STACK.md has the same list with the reasons.
 |   backend                                                    |                                  |
 | EventBridge accepts a Step Functions target, never starts it | deliver_events_to_step_functions |
 |   (and matches schedule rules to every event)                |                                  |
-| Lambda without Docker returns a canned payload               | invoke_lambdas_in_process        |
+| Lambda without Docker returns a canned payload               | invoke_lambda_functions          |
 | EventBridge never invokes a Lambda target                     | deliver_events_to_step_functions |
 | set_alarm_state sends no "CloudWatch Alarm State Change" event | announce_alarm_state_changes     |
 | CloudFormation skips AWS::CloudWatch::Alarm                   | create_cfn_alarms                |
+| CloudWatch never evaluates an alarm on its metric's data      | evaluate_metric_alarms           |
+| Lambda's EMF log lines never become metrics                   | lambda_runtime.LogSink           |
 | Retry waits are real sleeps (up to minutes per test)         | compress_retry_waits             |
 | The interpreter builds a new boto3 client for every task call | reuse_interpreter_clients        |
 | The interpreter re-parses the definition (ANTLR) and rebuilds | parse_each_definition_once       |
@@ -59,12 +61,13 @@ import re
 import sys
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 from unittest import mock
+
+from routing_manager.local import lambda_runtime
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
@@ -164,14 +167,14 @@ def deliver_events_to_step_functions(patches: contextlib.ExitStack) -> None:
         if getattr(self, "scheduled_expression", None):
             return  # a schedule rule never matches events on AWS; moto would match it to all
         state_machines = [t for t in self.targets if parse_arn(t["Arn"]).service == "states"]
-        functions = [t for t in self.targets if t["Arn"] in IN_PROCESS]
+        functions = [t for t in self.targets if t["Arn"] in LOCAL_FUNCTIONS]
         others = copy.copy(self)  # moto raises NotImplementedError on targets it does not deliver
         others.targets = [t for t in self.targets if parse_arn(t["Arn"]).service in ("logs", "events", "sqs")]
         original(others, original_event, transform_input)  # type: ignore[arg-type]
         if not (state_machines or functions) or not self.event_pattern.matches_event(original_event):
             return
         for target in functions:  # an asynchronous invoke on AWS; here in the publisher's thread
-            _invoke_async(IN_PROCESS[target["Arn"]], _aws_envelope(original_event))
+            _invoke_async(LOCAL_FUNCTIONS[target["Arn"]], _aws_envelope(original_event))
         for target in state_machines:
             arn = parse_arn(target["Arn"])
             envelope = _aws_envelope(original_event)
@@ -229,74 +232,25 @@ def _dead_letter(rule: Any, target: dict[str, Any], envelope: dict[str, Any], ex
     return True
 
 
-# --- Lambda in process ------------------------------------------------------------------
+# --- Lambda: functions run as processes (routing_manager.local.lambda_runtime) ----------
 
-@dataclass
-class InProcessFunction:
-    """A Lambda handler run in this process. `faults` are raised, in order, before the handler
-    runs: an AWS error code string is a Lambda service error (e.g. 'TooManyRequestsException'),
-    an exception instance is raised from the handler as an unhandled function error.
+class LocalFunction(Protocol):
+    """What the invoke adapter runs: lambda_runtime.Function (the stack's), or a test's double."""
 
-    Each execution environment takes one request at a time, as on Lambda. `spawn` loads another
-    (a cold start: the module imported again) while all are busy, up to `max_environments`; one
-    environment only for a function whose module state is process-wide here (Powertools' Metrics)."""
-
-    handler: Callable[[Any, Any], Any]  # the first environment's; a test that replaces it replaces every one's
-    name: str
-    arn: str = ""
-    timeout: float = 3.0
-    faults: list[str | BaseException] = field(default_factory=list)
-    invocations: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    spawn: Callable[[], Callable[[Any, Any], Any]] | None = None
-    max_environments: int = 1
-    _spawned: list[Callable[[Any, Any], Any] | None] = field(default_factory=list)
-    _idle: list[int] = field(default_factory=lambda: [0])
-    _free: threading.Condition = field(default_factory=threading.Condition)
-    _loaded: Callable[[Any, Any], Any] | None = None  # the handler the first environment loaded
-
-    def __post_init__(self) -> None:
-        self._loaded = self.handler
-
-    def run(self, event: Any, context: Any) -> Any:
-        with self._free:
-            while not self._idle and not (self.spawn and self.environments < self.max_environments):
-                self._free.wait()
-            if self._idle:
-                index, cold = self._idle.pop(), False
-            else:
-                self._spawned.append(None)  # the slot, taken before the (slow) cold start
-                index, cold = len(self._spawned), True
-        try:
-            if cold and self.spawn:
-                self._spawned[index - 1] = self.spawn()
-            replaced = self.handler is not self._loaded
-            handler = self.handler if index == 0 or replaced else self._spawned[index - 1]
-            assert handler is not None
-            return handler(event, context)
-        finally:
-            with self._free:
-                self._idle.append(index)
-                self._free.notify()
+    faults: list[str | BaseException]
+    invocations: int
+    lock: threading.Lock
 
     @property
-    def environments(self) -> int:
-        return 1 + len(self._spawned)
+    def name(self) -> str: ...
+
+    def invoke_event(self, event: Any) -> lambda_runtime.Result: ...
 
 
-class _Context:
-    def __init__(self, name: str, arn: str, timeout: float, memory: int = 128) -> None:
-        self.function_name = name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = arn
-        self.memory_limit_in_mb = memory
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{name}"
-        self.log_stream_name = "local"
-        self._deadline = time.monotonic() + timeout
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+# Deployed functions by ARN: what moto's Invoke and EventBridge's Lambda targets run.
+LOCAL_FUNCTIONS: dict[str, LocalFunction] = {}
+# Lambda retries a failed asynchronous invoke twice (Lambda developer guide, "Asynchronous invocation").
+ASYNC_ATTEMPTS = 3
 
 
 @dataclass
@@ -309,31 +263,46 @@ class AsyncFailure:
 
 
 ASYNC_FAILURES: list[AsyncFailure] = []
-# Lambda retries a failed asynchronous invoke twice (Lambda developer guide, "Asynchronous invocation").
-ASYNC_ATTEMPTS = 3
 
 
-def _invoke_async(function: InProcessFunction, event: dict[str, Any]) -> None:
+def _run(function: LocalFunction, event: Any) -> lambda_runtime.Result:
+    """One invoke, after the first injected fault, if any (a string is raised by the caller as a service
+    error; an exception answers as the function's unhandled error of that type)."""
+    with function.lock:
+        function.invocations += 1
+        fault = function.faults.pop(0) if function.faults else None
+    if isinstance(fault, str):
+        raise _ServiceFault(fault)
+    if fault is not None:
+        return lambda_runtime.Result(json.dumps({"errorType": type(fault).__name__, "errorMessage": str(fault)})
+                                     .encode(), "Unhandled")
+    return function.invoke_event(event)
+
+
+class _ServiceFault(Exception):
+    """An injected Lambda service error (the Invoke API's own, such as TooManyRequestsException)."""
+
+
+def _invoke_async(function: LocalFunction, event: dict[str, Any]) -> None:
     error = ""
     for _ in range(ASYNC_ATTEMPTS):
-        with function.lock:
-            function.invocations += 1
         try:
-            function.run(event, _Context(function.name, function.arn, function.timeout))
+            result = _run(function, event)
+        except _ServiceFault as fault:
+            error = str(fault)
+            continue
+        if result.function_error is None:
             return
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+        answer = result.json()
+        error = f"{answer.get('errorType')}: {answer.get('errorMessage')}" if isinstance(answer, dict) else str(answer)
     ASYNC_FAILURES.append(AsyncFailure(function.name, event, error))
 
 
-IN_PROCESS: dict[str, InProcessFunction] = {}
+def invoke_lambda_functions(patches: contextlib.ExitStack) -> None:
+    """Run a deployed function's real code when moto's Lambda is invoked.
 
-
-def invoke_lambdas_in_process(patches: contextlib.ExitStack) -> None:
-    """Run registered functions' real handlers when moto's Lambda is invoked.
-
-    A handler exception comes back as AWS returns it (FunctionError Unhandled with
-    errorType/errorMessage), so Step Functions sees the same error names as on AWS.
+    The answer is what Lambda's Invoke returns: the payload, and FunctionError Unhandled with
+    errorType/errorMessage when the function failed, so Step Functions sees AWS's error names.
     """
     from moto.awslambda import models
     from moto.core.exceptions import JsonRESTError
@@ -341,25 +310,16 @@ def invoke_lambdas_in_process(patches: contextlib.ExitStack) -> None:
     original = models.LambdaFunction.invoke
 
     def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> str | bytes:
-        function = IN_PROCESS.get(self.function_arn)
+        function = LOCAL_FUNCTIONS.get(self.function_arn)
         if function is None:
             return original(self, body, request_headers, response_headers)
-        with function.lock:
-            function.invocations += 1
-            fault = function.faults.pop(0) if function.faults else None
-        if isinstance(fault, str):
-            raise JsonRESTError(fault, f"injected fault: {fault}")
-        event = json.loads(body) if body else {}
         try:
-            if fault is not None:
-                raise fault
-            result = function.run(event, _Context(self.function_name, self.function_arn, float(self.timeout or 3),
-                                                  int(self.memory_size or 128)))
-        except Exception as exc:
-            response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc),
-                               "stackTrace": traceback.format_tb(exc.__traceback__)[-3:]}).encode()
-        return json.dumps(result).encode()
+            result = _run(function, json.loads(body) if body else {})
+        except _ServiceFault as fault:
+            raise JsonRESTError(str(fault), f"injected fault: {fault}") from None
+        if result.function_error:
+            response_headers["x-amz-function-error"] = result.function_error
+        return result.payload
 
     patches.enter_context(mock.patch.object(models.LambdaFunction, "invoke", invoke))
 
@@ -435,6 +395,82 @@ def announce_alarm_state_changes(patches: contextlib.ExitStack) -> None:
             "Detail": json.dumps(detail), "Resources": [alarm.alarm_arn]}])
 
     patches.enter_context(mock.patch.object(models.CloudWatchBackend, "set_alarm_state", set_alarm_state))
+
+
+# --- CloudWatch evaluates metric alarms ------------------------------------------------
+
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "GreaterThanOrEqualToThreshold": lambda value, threshold: value >= threshold,
+    "GreaterThanThreshold": lambda value, threshold: value > threshold,
+    "LessThanThreshold": lambda value, threshold: value < threshold,
+    "LessThanOrEqualToThreshold": lambda value, threshold: value <= threshold,
+}
+
+
+_STATISTIC: dict[str, Callable[[list[float]], float]] = {
+    "Sum": sum, "Maximum": max, "Minimum": min, "SampleCount": len, "Average": lambda v: sum(v) / len(v),
+}
+
+
+def evaluate_metric_alarms(account: str, region: str, now: Any = None) -> list[str]:
+    """One evaluation of every single-metric alarm on the data moto holds, as CloudWatch evaluates each
+    minute (CloudWatch user guide, "Evaluating an alarm"): the statistic per Period over the last
+    EvaluationPeriods, ALARM when DatapointsToAlarm of them breach, OK otherwise. moto never evaluates.
+
+    Unlike AWS, an alarm whose metric has no data in its range is left as it is (AWS would apply
+    TreatMissingData): `set-alarm-state` drills on alarms fed by nothing local (queue age) keep their
+    state. Metric-math alarms are left alone too. Returns the names of the alarms that changed."""
+    from datetime import UTC, datetime
+
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    backend = cloudwatch_backends[account][region]
+    now = now or datetime.now(UTC)
+    changed = []
+    for alarm in list(backend.alarms.values()):
+        compare = _COMPARE.get(alarm.comparison_operator)
+        if not alarm.metric_name or compare is None or not alarm.statistic:
+            continue
+        period, periods = int(alarm.period), int(alarm.evaluation_periods)
+        wanted = {(d.name, d.value) for d in alarm.dimensions or []}
+        buckets: dict[int, list[float]] = {}
+        for datum in list(backend.metric_data):  # exact dimensions, as CloudWatch matches them (moto: a subset)
+            value = getattr(datum, "value", None)
+            if (datum.namespace, datum.name) != (alarm.namespace, alarm.metric_name) or value is None \
+                    or {(d.name, d.value) for d in datum.dimensions} != wanted:
+                continue
+            stamp = datum.timestamp if datum.timestamp.tzinfo else datum.timestamp.replace(tzinfo=UTC)
+            age = (now - stamp).total_seconds()
+            if 0 <= age < period * periods:
+                buckets.setdefault(int(age // period), []).append(float(value))
+        values = [_STATISTIC[alarm.statistic](bucket) for bucket in buckets.values() if alarm.statistic in _STATISTIC]
+        if not values:
+            continue
+        breaching = sum(compare(value, float(alarm.threshold)) for value in values)
+        state = "ALARM" if breaching >= int(alarm.datapoints_to_alarm or periods) else "OK"
+        if state != alarm.state_value:
+            backend.set_alarm_state(alarm.name, f"local evaluation: {breaching} of {len(values)} datapoints breach "
+                                                f"{alarm.comparison_operator} {alarm.threshold}", "{}", state)
+            changed.append(alarm.name)
+    return changed
+
+
+class AlarmEvaluator:
+    """Evaluates the alarms every `interval` seconds in a thread of its own, until stopped."""
+
+    def __init__(self, account: str, region: str, interval: float = 1.0) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(account, region, interval),
+                                        name="alarm-evaluator", daemon=True)
+        self._thread.start()
+
+    def _run(self, account: str, region: str, interval: float) -> None:
+        while not self._stop.wait(interval):
+            with contextlib.suppress(Exception):  # a stack torn down under it: the next round sees the rest
+                evaluate_metric_alarms(account, region)
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 # --- Retry waits ------------------------------------------------------------------------
@@ -883,7 +919,7 @@ def check_moto_version(installed: str | None = None) -> None:
 
 # What fills a gap between moto and AWS: the local stack is wrong without it.
 GAPS: tuple[Callable[[contextlib.ExitStack], None], ...] = (
-    route_cfn_state_machines, deliver_events_to_step_functions, invoke_lambdas_in_process, announce_alarm_state_changes,
+    route_cfn_state_machines, deliver_events_to_step_functions, invoke_lambda_functions, announce_alarm_state_changes,
     create_cfn_alarms,
     serialize_dynamodb_requests, failure_causes_as_text, run_express_machines_as_express,
     enforce_state_payload_quota, enforce_express_time_limit, enforce_event_entry_size, enforce_sqs_message_size,

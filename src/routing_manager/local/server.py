@@ -7,12 +7,15 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
-from routing_manager.local import stack
+from routing_manager.local import moto_adapters, stack
 
 
-def start(host: str = "127.0.0.1", port: int = 5000) -> tuple[object, stack.LocalStack]:
-    """Start a moto server in this process and deploy the stack into it."""
+def start(host: str = "127.0.0.1", port: int = 5000, routing_table: Path | None = None,
+          echo_logs: Callable[[str], None] | None = None) -> tuple[object, stack.LocalStack]:
+    """Start a moto server in this process and deploy the stack into it. The functions' processes and
+    every client reach it on that port; `routing_table` replaces the bundled one (ROUTING_TABLE_PATH)."""
     from moto.core.config import default_user_config
     from moto.server import ThreadedMotoServer
 
@@ -26,15 +29,18 @@ def start(host: str = "127.0.0.1", port: int = 5000) -> tuple[object, stack.Loca
     server.start()
     endpoint = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
     try:
-        deployed = stack.deploy(endpoint_url=endpoint)
+        deployed = stack.deploy(endpoint_url=endpoint, echo_logs=echo_logs, function_environment={
+            "ROUTING_TABLE_PATH": str(routing_table.resolve())} if routing_table else None)
     except Exception:
         server.stop()
         raise
     return server, deployed
 
 
-def serve(host: str, port: int, announce: Callable[[str], None]) -> None:
-    server, deployed = start(host, port)
+def serve(host: str, port: int, announce: Callable[[str], None], routing_table: Path | None = None,
+          echo_logs: Callable[[str], None] | None = None) -> None:
+    server, deployed = start(host, port, routing_table, echo_logs)
+    alarms = moto_adapters.AlarmEvaluator(stack.ACCOUNT, stack.REGION)
     announce(json.dumps({
         "endpoint": deployed.endpoint_url, "region": stack.REGION, "stack": stack.STACK_NAME,
         "outputs": deployed.outputs, "eventTapQueueUrl": deployed.tap_queue_url,
@@ -43,4 +49,6 @@ def serve(host: str, port: int, announce: Callable[[str], None]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
     stopped.wait()
+    alarms.stop()
+    stack.release(deployed)  # every function's process ends with the stack
     server.stop()  # type: ignore[attr-defined]

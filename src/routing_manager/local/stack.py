@@ -1,29 +1,25 @@
 """The local stack: the real template.yaml, translated by aws-sam-translator and deployed into
-moto's CloudFormation; the real ASL executed by moto's interpreter; the real rules Lambda
-run in this process. Used by the tests, `routing-manager local run` and `local up`.
+moto's CloudFormation; the real ASL executed by moto's interpreter; the real Lambda code run as
+Lambda runs it, each execution environment a process of its own (routing_manager.local.lambda_runtime)
+that reaches this stack over HTTP. Used by the tests, `routing-manager local run` and `local up`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import importlib.util
 import json
 import logging
 import os
-import sys
-import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 from routing_manager import project
-from routing_manager.local import moto_adapters
+from routing_manager.local import lambda_runtime, moto_adapters
 
 REGION = "us-east-1"
 STACK_NAME = "routing-manager-local"
@@ -48,7 +44,7 @@ def load_template(path: Path | None = None) -> dict[str, Any]:
 def translate(template: dict[str, Any] | None = None, parameters: dict[str, str] | None = None,
               packaged: bool = False) -> dict[str, Any]:
     """SAM -> CloudFormation, offline. For the local stack the ASL is inlined and function code is a
-    placeholder (the real code runs in process); `packaged` gives what `sam package` would
+    placeholder (the local stack runs the CodeUri folder itself); `packaged` gives what `sam package` would
     deploy instead (artifacts as S3 locations), for linting."""
     from samtranslator.translator.transform import transform
 
@@ -69,7 +65,7 @@ def translate(template: dict[str, Any] | None = None, parameters: dict[str, str]
                 props["CodeUri"] = f"s3://routing-manager-artifacts/{logical}.zip"
             else:
                 del props["CodeUri"]
-                props["InlineCode"] = "# runs in process on the local stack"
+                props["InlineCode"] = "# the local stack runs the CodeUri folder (lambda_runtime)"
     translated: dict[str, Any] = transform(sam, parameters or {}, _NoManagedPolicies())
     return translated
 
@@ -80,7 +76,7 @@ class LocalStack:
 
     session: Any
     outputs: dict[str, str]
-    functions: dict[str, moto_adapters.InProcessFunction]
+    functions: dict[str, lambda_runtime.Function]
     tap_queue_url: str
     endpoint_url: str | None = None
     name: str = STACK_NAME
@@ -95,7 +91,7 @@ class LocalStack:
         return self.outputs["RoutingStateMachineArn"]
 
     @property
-    def rules(self) -> moto_adapters.InProcessFunction:
+    def rules(self) -> lambda_runtime.Function:
         return self.functions[self.outputs["RulesFunctionName"]]
 
     def outcome_events(self) -> list[dict[str, Any]]:
@@ -133,98 +129,38 @@ class LocalStack:
         return {key: deserializer.deserialize(value) for key, value in item.items()}
 
 
-# Execution environments a function may have side by side here, each its own module. The provider
-# events function counts concurrently; the rules function keeps one: its decisions take
-# milliseconds, while each environment's cold start (an import, a boto3 client) on a busy process
-# took seconds and timed out DecideRoute (10 s) under the 230-job corpus. Many jobs at once queue
-# on it instead (bench/run.py sends them in waves).
-CONCURRENT_ENVIRONMENTS = {"ProviderEventsFunction": 10}
-
-_FUNCTION_LOGGERS: set[str] = set()
-
-
-def _load_handler(name: str, code_uri: str, handler: str, env: dict[str, str]) -> Any:
-    """Import the function's module fresh, under its deployed environment, like a cold start.
-
-    A cold start is a new process: loggers an earlier import configured (Powertools keeps its
-    handler, bound to the stdout of that time, on the named logger) are dropped first."""
-    with _IMPORTING:
-        return _import_handler(name, code_uri, handler, env)
-
-
-_IMPORTING = threading.Lock()  # one cold start at a time: it changes sys.path and the environment
-
-
-def _import_handler(name: str, code_uri: str, handler: str, env: dict[str, str]) -> Any:
-    module_name, _, attr = handler.rpartition(".")
-    code_dir = (project.ROOT / code_uri).resolve()
-    spec = importlib.util.spec_from_file_location(f"_local_lambda_{name}_{uuid.uuid4().hex[:8]}",
-                                                  code_dir / f"{module_name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    loggers = logging.Logger.manager.loggerDict
-    for logger_name in _FUNCTION_LOGGERS | {env.get("POWERTOOLS_SERVICE_NAME", "")}:
-        loggers.pop(logger_name, None)
-    before = set(loggers)
-    saved = {key: os.environ.get(key) for key in env}
-    # The function's folder is its package root while it imports, as on Lambda, and only then:
-    # every function has an app.py, and one left on sys.path would shadow the others.
-    sys.path.insert(0, str(code_dir))
-    try:
-        os.environ.update(env)
-        with _own_metrics_buffers():
-            spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(code_dir))
-        for key, value in saved.items():  # only its own keys: other threads read the environment meanwhile
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        _FUNCTION_LOGGERS.update(set(loggers) - before)
-    return getattr(module, attr)
-
-
-@contextlib.contextmanager
-def _own_metrics_buffers() -> Iterator[None]:
-    """Powertools' Metrics keeps its buffers on the class, shared by every instance in a process; each
-    Lambda environment is a process of its own. A Metrics made while a module imports binds fresh ones."""
-    try:
-        from aws_lambda_powertools.metrics import Metrics
-    except ImportError:  # a function without Powertools
-        yield
-        return
-    with mock.patch.multiple(Metrics, _metrics={}, _dimensions={}, _metadata={}, _default_dimensions={}):
-        yield
-
-
 def quiet_moto() -> None:
     """moto warns of the unsupported QueuePolicy (nothing local needs it), and its interpreter logs
     every error a Retry or Catch handles, at ERROR, with its whole syntax tree. The execution
     history (what `local run` reports) holds the same facts."""
     logging.getLogger("moto").setLevel(logging.ERROR)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request: the functions' own drown
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
 
 
 def deploy(session: Any | None = None, endpoint_url: str | None = None, parameters: dict[str, str] | None = None,
-           stack_name: str = STACK_NAME) -> LocalStack:
-    """Deploy template.yaml into moto (in process under mock_aws, or a moto server at endpoint_url)."""
+           stack_name: str = STACK_NAME, function_environment: dict[str, str] | None = None,
+           echo_logs: Callable[[str], None] | None = None) -> LocalStack:
+    """Deploy template.yaml into moto (in process under mocked_aws(), or a moto server at endpoint_url).
+
+    `function_environment` is added to every function's Environment (UpdateFunctionConfiguration, as
+    on AWS) before any environment starts; `echo_logs` receives every line the functions print."""
     import boto3
 
     moto_adapters.install()
     quiet_moto()
+    functions_endpoint = endpoint_url or _IN_PROCESS_SERVER.get("endpoint")
+    if not functions_endpoint:
+        raise RuntimeError("the local stack's functions need an endpoint: deploy inside mocked_aws() or give one")
     session = session or boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                                                region_name=REGION)
     params = {"Stage": "local", **(parameters or {})}
     sam = load_template()
-    code_uris = {logical: res["Properties"]["CodeUri"] for logical, res in sam["Resources"].items()
-                 if res["Type"] == "AWS::Serverless::Function"}
-    handlers = {logical: res["Properties"]["Handler"] for logical, res in sam["Resources"].items()
-                if res["Type"] == "AWS::Serverless::Function"}
+    sam_functions = {logical: res["Properties"] for logical, res in sam["Resources"].items()
+                     if res["Type"] == "AWS::Serverless::Function"}
     cfn_template = moto_adapters.definition_substitutions_as_join(translate(sam, params))
 
     cfn = session.client("cloudformation", region_name=REGION, endpoint_url=endpoint_url)
-    # moto has no AWS::SQS::QueuePolicy (the DLQ's policy for EventBridge); nothing local needs it.
     # Resources moto's CloudFormation does not model (QueuePolicy, Dashboard): nothing local needs them.
     warnings.filterwarnings("ignore", message="Tried to parse AWS::.* but it's not supported")
     cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(cfn_template),
@@ -237,26 +173,50 @@ def deploy(session: Any | None = None, endpoint_url: str | None = None, paramete
 
     lam = session.client("lambda", region_name=REGION, endpoint_url=endpoint_url)
     resources = cfn.describe_stack_resources(StackName=stack_name)["StackResources"]
-    functions: dict[str, moto_adapters.InProcessFunction] = {}
+    physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in resources if "LogicalResourceId" in r}
+    sink = lambda_runtime.LogSink(ACCOUNT, REGION, echo_logs)
+    functions: dict[str, lambda_runtime.Function] = {}
     for res in resources:
-        if res.get("ResourceType") != "AWS::Lambda::Function" or res["LogicalResourceId"] not in code_uris:
+        logical = res.get("LogicalResourceId", "")
+        if res.get("ResourceType") != "AWS::Lambda::Function" or logical not in sam_functions:
             continue
         config = lam.get_function_configuration(FunctionName=res["PhysicalResourceId"])
         env = dict(config.get("Environment", {}).get("Variables", {}))
-        if endpoint_url:  # the function's own AWS clients must reach the local server, not AWS
-            env["AWS_ENDPOINT_URL"] = endpoint_url
-        logical = res["LogicalResourceId"]
-        handler = _load_handler(logical, code_uris[logical], handlers[logical], env)
-        fn = moto_adapters.InProcessFunction(
-            handler=handler, name=config["FunctionName"], arn=config["FunctionArn"], timeout=float(config["Timeout"]),
-            spawn=functools.partial(_load_handler, logical, code_uris[logical], handlers[logical], env),
-            max_environments=CONCURRENT_ENVIRONMENTS.get(logical, 1))
-        moto_adapters.IN_PROCESS[config["FunctionArn"]] = fn
-        functions[config["FunctionName"]] = fn
+        if function_environment:
+            env.update(function_environment)
+            lam.update_function_configuration(FunctionName=config["FunctionName"], Environment={"Variables": env})
+        fn = lambda_runtime.Function(
+            config=_function_config(config, sam_functions[logical], env, cfn_template["Resources"].get(logical, {}),
+                                    physical),
+            endpoint_url=functions_endpoint, log_sink=sink,
+            max_environments=int(config.get("ReservedConcurrentExecutions")
+                                 or lambda_runtime.DEFAULT_MAX_ENVIRONMENTS))
+        sink.groups[fn.name] = fn.config.log_group
+        moto_adapters.LOCAL_FUNCTIONS[fn.arn] = fn
+        functions[fn.name] = fn
 
     tap = _create_event_tap(session, endpoint_url, outputs.get("EventBusName", "default"), stack_name)
     return LocalStack(session=session, outputs=outputs, functions=functions, tap_queue_url=tap,
                       endpoint_url=endpoint_url, name=stack_name)
+
+
+ACCOUNT = "123456789012"  # moto's default account: what the dummy credentials map to
+
+
+def _function_config(config: dict[str, Any], sam: dict[str, Any], env: dict[str, str],
+                     translated: dict[str, Any], physical: dict[str, str]) -> lambda_runtime.FunctionConfig:
+    """The deployed configuration, and from the template what moto does not keep: the code folder, the
+    log group and format (LoggingConfig)."""
+    logging_config = translated.get("Properties", {}).get("LoggingConfig", {})
+    log_group = logging_config.get("LogGroup")
+    if isinstance(log_group, dict) and "Ref" in log_group:
+        log_group = physical.get(log_group["Ref"])
+    return lambda_runtime.FunctionConfig(
+        name=config["FunctionName"], arn=config["FunctionArn"], code_dir=(project.ROOT / sam["CodeUri"]).resolve(),
+        handler=config["Handler"], environment=env, timeout=float(config.get("Timeout") or 3),
+        memory_mb=int(config.get("MemorySize") or 128),
+        log_group=log_group if isinstance(log_group, str) else "",
+        log_format=str(logging_config.get("LogFormat", "Text")))
 
 
 def _create_event_tap(session: Any, endpoint_url: str | None, bus: str, stack_name: str) -> str:
@@ -272,17 +232,29 @@ def _create_event_tap(session: Any, endpoint_url: str | None, bus: str, stack_na
     return url
 
 
+_IN_PROCESS_SERVER: dict[str, str] = {}
+
+
 @contextlib.contextmanager
 def mocked_aws() -> Iterator[None]:
     """moto's in-process AWS with the interpreter on, and dummy credentials, for the block."""
     from moto import mock_aws
+    from moto.server import ThreadedMotoServer
 
     env = {"AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
         with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-            yield
+            # The functions' processes reach the same in-process moto over HTTP (a server shares its backends).
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            server.start()
+            _IN_PROCESS_SERVER["endpoint"] = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
+            try:
+                yield
+            finally:
+                _IN_PROCESS_SERVER.pop("endpoint", None)
+                server.stop()
     finally:
         for k, v in saved.items():
             if v is None:
@@ -291,7 +263,8 @@ def mocked_aws() -> Iterator[None]:
                 os.environ[k] = v
 
 
-def deploy_unique(parameters: dict[str, str] | None = None) -> LocalStack:
+def deploy_unique(parameters: dict[str, str] | None = None,
+                  function_environment: dict[str, str] | None = None) -> LocalStack:
     """Another stack beside the others in the same moto (own name, own Jobs-{Stage} table)."""
     import boto3
 
@@ -299,7 +272,7 @@ def deploy_unique(parameters: dict[str, str] | None = None) -> LocalStack:
     bus = f"routing-{suffix}"  # its own bus, or every stack's rule would start an execution per event
     boto3.client("events", region_name=REGION).create_event_bus(Name=bus)
     return deploy(parameters={"Stage": f"t{suffix}", "EventBusName": bus, **(parameters or {})},
-                  stack_name=f"{STACK_NAME}-{suffix}")
+                  stack_name=f"{STACK_NAME}-{suffix}", function_environment=function_environment)
 
 
 @contextlib.contextmanager
@@ -314,16 +287,10 @@ def running(parameters: dict[str, str] | None = None) -> Iterator[LocalStack]:
 
 
 def release(stack: LocalStack) -> None:
-    """Forget the stack's in-process functions (their module state goes with them)."""
+    """Stop the stack's functions: every execution environment's process ends."""
     for fn in stack.functions.values():
-        moto_adapters.IN_PROCESS.pop(_arn_of(stack, fn), None)
-
-
-def _arn_of(stack: LocalStack, fn: moto_adapters.InProcessFunction) -> str:
-    for arn, registered in moto_adapters.IN_PROCESS.items():
-        if registered is fn:
-            return arn
-    return ""
+        moto_adapters.LOCAL_FUNCTIONS.pop(fn.arn, None)
+        fn.shutdown()
 
 
 # --- executions -------------------------------------------------------------------------
