@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "functions" / "r
 
 TESTS = Path(__file__).resolve().parent
 # Folders whose every test runs the local stack; elsewhere a test says so with @pytest.mark.local_stack.
-LOCAL_STACK_FOLDERS = ("workflow", "reliability", "differential")
+LOCAL_STACK_FOLDERS = ("workflow", "reliability", "differential", "local_up")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
