@@ -8,7 +8,9 @@ a failing check raises, so no heartbeat is published and the Lambda's Errors met
 The canary is decided with the providers' state as jobs are (never claiming a breaker's probe):
 a canary no provider can take now still proves the router works, so the heartbeat is published,
 and so are `ProviderAvailable` and `ProviderBreakerOpen` (1/0, dimension provider) for every
-provider: the breaker-open alarms and the dashboard read them.
+provider: the breaker-open alarms and the dashboard read them. A decision made with provider state
+the rules Lambda could not read ("stale" or "unread") fails the canary: a router that ignores its
+kill switches is not working. Every failure also counts `HeartbeatFailures`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,16 @@ class CanaryFailed(RuntimeError):
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    try:
+        return _beat()
+    except Exception:
+        # The missing heartbeat says it only after its alarm's window; this says it at once, per failure.
+        cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=[
+            {"MetricName": "HeartbeatFailures", "Value": 1.0, "Unit": "Count"}])
+        raise
+
+
+def _beat() -> dict[str, Any]:
     response = lambda_client.invoke(FunctionName=RULES_FUNCTION,
                                     Payload=json.dumps({"detail": CANARY_JOB, "dryRun": True}).encode())
     payload = json.loads(response["Payload"].read() or b"null")
@@ -46,6 +58,9 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("outcome") not in ("route", "unavailable"):
         reason = payload.get("reason") if isinstance(payload, dict) else payload
         raise CanaryFailed(f"canary job was not routed: {reason}")
+    if payload.get("liveState") in ("stale", "unread"):  # routing would ignore kill switches and budgets
+        raise CanaryFailed(f"the rules Lambda decides with {payload['liveState']} provider state "
+                           f"(age {payload.get('liveStateAgeSec')} s): the control table is not read")
     dynamodb.get_item(TableName=JOBS_TABLE, Key={"jobId": {"S": CANARY_KEY}},
                       ProjectionExpression="jobId")
     providers = payload.get("providers") or []

@@ -13,7 +13,9 @@ plain-Python engine load here; pydantic loads only for an unverified routing tab
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from routing_core.availability import by_provider
 from routing_core.engine import Decision, Engine, echo
 from routing_core.live import LiveState
 from routing_core.loading import DEFAULT_TABLE, load_table
+from routing_core.reasons import INVALID_JOB_ID_PREFIX
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "routing-manager"))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "VideoJobRouting"))
@@ -33,6 +36,19 @@ provider_state = LiveState(os.environ["PROVIDER_STATE_TABLE"], {
 }) if os.environ.get("PROVIDER_STATE_TABLE") else None
 
 _OUTCOME_METRIC = {"route": "routed", "reject": "rejected", "unavailable": "unavailable"}
+_SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "routing-manager")
+_NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "VideoJobRouting")
+
+
+def _control_state_metrics(read_errors: int, age_sec: float) -> None:
+    """ControlStateReadErrors and ControlStateAgeSeconds (dimension service only, what the
+    control-state alarm reads), one EMF line, written only when a read failed or the state is not
+    fresh: a healthy decision costs no extra log line."""
+    print(json.dumps({"_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [{
+        "Namespace": _NAMESPACE, "Dimensions": [["service"]],
+        "Metrics": [{"Name": "ControlStateReadErrors", "Unit": "Count"},
+                    {"Name": "ControlStateAgeSeconds", "Unit": "Seconds"}]}]},
+        "service": _SERVICE, "ControlStateReadErrors": read_errors, "ControlStateAgeSeconds": age_sec}))
 
 
 @metrics.log_metrics
@@ -50,6 +66,14 @@ def lambda_handler(event: Any, context: Any) -> Decision:
     availability = provider_state.availability(may_probe=not dry_run) if provider_state and not credits_first \
         else None
     decision = engine.decide(detail, payload.get("creditBalance"), availability)
+    if provider_state is not None:
+        freshness = provider_state.freshness()
+        read_errors = provider_state.take_read_errors()
+        if read_errors or freshness["liveState"] != "fresh":
+            age = freshness["liveStateAgeSec"]
+            _control_state_metrics(read_errors, age if age is not None else round(
+                time.monotonic() - provider_state.started_at, 1))
+        decision["liveState"], decision["liveStateAgeSec"] = freshness["liveState"], freshness["liveStateAgeSec"]
     if credits_first and decision["rule"] != "validate" and isinstance(detail, dict):
         decision = engine.read_credits_first(decision, detail)
     if dry_run and availability is not None:
@@ -59,7 +83,10 @@ def lambda_handler(event: Any, context: Any) -> Decision:
     fields: dict[str, Any] = {"jobId": echo(job_id) if job_id is not None else None, "decision": decision["outcome"],
               "rule": decision["rule"], "model": decision["model"], "reason": decision["reason"],
               "quoteUsd": decision["quoteUsd"], "priority": decision["priority"]}
-    if not dry_run and decision["outcome"] in _OUTCOME_METRIC:
+    # A jobId that cannot be a key is rejected without a record, and the workflow counts those itself
+    # (CountUnrecordedRejection): counting it here too counted it twice.
+    unrecorded = (decision["reason"] or "").startswith(INVALID_JOB_ID_PREFIX)
+    if not dry_run and decision["outcome"] in _OUTCOME_METRIC and not unrecorded:
         metrics.add_dimension("provider", decision["provider"] or "none")
         metrics.add_dimension("outcome", _OUTCOME_METRIC[decision["outcome"]])
         metrics.add_metric(name="RoutingAttempts", unit=MetricUnit.Count, value=1)

@@ -17,7 +17,7 @@ from routing_core.live import LiveState
 
 def read_items(ddb: Any, table: str) -> dict[str, dict[str, Any]]:
     """Every scope's item now (a strongly consistent read, no cache)."""
-    return LiveState(table, client=ddb, max_age=0).items()
+    return LiveState(table, client=ddb, max_age=0, strict=True).items()
 
 
 def status(ddb: Any, table: str, known: list[tuple[str, str | None]]) -> list[dict[str, Any]]:

@@ -45,6 +45,8 @@ class Decision(TypedDict):
     userId: NotRequired[str]  # read_credits: whose balance to read
     providers: NotRequired[list[dict[str, Any]]]  # dry run: each provider's availability (by_provider)
     budgetKey: NotRequired[str]  # route: the daily budget item charged with the quote (refunded if not enqueued)
+    liveState: NotRequired[str]  # the provider state decided with: fresh, stale or unread (routing_core.live)
+    liveStateAgeSec: NotRequired[float | None]  # seconds since its last good read (None: never read)
 
 
 class Job:

@@ -2,8 +2,11 @@
 MAX_AGE_SEC (one Query, never a read per job), and the half-open breaker's probe claimed with a
 conditional write so that exactly one job, of any number deciding at once, is the probe.
 
-If the table cannot be read the last state read is kept (none: every provider available): an
-unreachable control table must not stop routing. boto3 loads at the first read, not at init.
+If the table cannot be read the last state read is kept (none: every provider available), so that
+routing goes on, but never in silence: `freshness()` says the state is "stale" or "unread" (every
+decision carries it, and the heartbeat canary fails on it), each failed read is counted for the
+`ControlStateReadErrors` metric, and an ERROR is logged at the first failure of an environment and
+then at most once a minute. boto3 loads at the first read, not at init.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from routing_core.availability import STATE_PK, Availability, plain, split_scope
 
 MAX_AGE_SEC = 2.0  # the staleness the routing decision may have (docs/AVAILABILITY.md)
+ERROR_LOG_EVERY_SEC = 60.0  # an unreadable table is logged at its first failure, then once a minute
 BUDGET_PK = "budget"  # sk: provider#YYYY-MM-DD (UTC), spentUsd
 BUDGET_DAYS_KEPT = 8
 logger = logging.getLogger(__name__)
@@ -24,14 +28,22 @@ class LiveState:
     """A cached view of one control table."""
 
     def __init__(self, table_name: str, probe_timeouts: dict[str, float] | None = None,
-                 max_age: float = MAX_AGE_SEC, client: Any = None) -> None:
+                 max_age: float = MAX_AGE_SEC, client: Any = None, strict: bool = False,
+                 clock: Any = time.monotonic) -> None:
         self.table_name = table_name
         self.probe_timeouts = probe_timeouts or {}  # per provider: the routing table's breaker.probeTimeoutSec
         self.max_age = max_age
+        self.strict = strict  # raise when the table cannot be read (the CLI), rather than keep the last state
         self._client = client
+        self._clock = clock
         self._items: dict[str, dict[str, Any]] = {}
-        self._read_at = float("-inf")  # time.monotonic() when the last read began
+        self._read_at = float("-inf")  # clock() when the last read began
+        self._read_ok_at: float | None = None  # clock() when the last successful read began
+        self._error_logged_at = float("-inf")
+        self.started_at = clock()
         self.reads = 0
+        self.read_errors = 0  # failed reads, all told; take_read_errors() hands them to the metric
+        self._reported = 0
 
     @property
     def client(self) -> Any:
@@ -45,16 +57,30 @@ class LiveState:
         return self._client
 
     def items(self) -> dict[str, dict[str, Any]]:
-        started = time.monotonic()
+        started = self._clock()
         if started - self._read_at >= self.max_age:
             self._read_at = started
-            self._items = self._read()
+            self._items = self._read(started)
         return self._items
+
+    def freshness(self) -> dict[str, Any]:
+        """How old the state the decisions use is: "fresh" (read within the cache bound), "stale" (the
+        last good read is older: refreshing failed since), or "unread" (no read has succeeded yet)."""
+        if self._read_ok_at is None:
+            return {"liveState": "unread", "liveStateAgeSec": None}
+        age = self._clock() - self._read_ok_at
+        return {"liveState": "fresh" if age <= self.max_age else "stale", "liveStateAgeSec": round(age, 1)}
+
+    def take_read_errors(self) -> int:
+        """The failed reads since the last call (for a Count metric)."""
+        errors = self.read_errors - self._reported
+        self._reported = self.read_errors
+        return errors
 
     def invalidate(self) -> None:
         self._read_at = float("-inf")
 
-    def _read(self) -> dict[str, dict[str, Any]]:
+    def _read(self, started: float) -> dict[str, dict[str, Any]]:
         items: dict[str, dict[str, Any]] = {}
         request: dict[str, Any] = {
             "TableName": self.table_name, "KeyConditionExpression": "pk = :pk",
@@ -70,10 +96,19 @@ class LiveState:
                     del values["pk"]
                     items[values.pop("sk")] = values
                 if "LastEvaluatedKey" not in page:
+                    self._read_ok_at = started
                     return items
                 request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except Exception as exc:  # never stop routing on the control table: keep the last state read
-            logger.warning("provider state not read, the last state read is kept: %s", type(exc).__name__)
+        except Exception as exc:  # routing goes on with the last state read, and says so
+            if self.strict:
+                raise
+            self.read_errors += 1
+            if started - self._error_logged_at >= ERROR_LOG_EVERY_SEC:
+                self._error_logged_at = started
+                freshness = self.freshness()
+                logger.error("control table %s not read (%s): deciding with %s provider state (age %s s); "
+                             "kill switches, breakers and budgets may be ignored", self.table_name,
+                             type(exc).__name__, freshness["liveState"], freshness["liveStateAgeSec"])
             return self._items
 
     def availability(self, may_probe: bool = True) -> Availability:
