@@ -34,6 +34,14 @@ def events_for(stack: LocalStack, job_id: Any) -> list[dict[str, Any]]:
     return [e for e in stack.outcome_events() if e["detail"].get("jobId") == job_id]
 
 
+def nested(depth: int) -> Any:
+    """A value nested `depth` levels deep (lists or objects)."""
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value] if depth % 2 else {"k": value}
+    return value
+
+
 def body(message: dict[str, Any]) -> Any:
     return json.loads(message["Body"])
 

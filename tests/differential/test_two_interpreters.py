@@ -27,7 +27,7 @@ from routing_manager.local import stack as local_stack
 from routing_manager.local.lambda_runtime import Result
 from routing_manager.local.stack import LocalStack
 from tests.reliability.faults import FAILED_ENTRY, Fault, error, inject
-from tests.support import budgeted, deploy_routing_on_credits, deploy_with_table, job, submit
+from tests.support import budgeted, deploy_routing_on_credits, deploy_with_table, job, nested, submit
 
 REPLAY = project.ROOT / "tools" / "asl" / "differential.js"
 INSTALLED = project.ROOT / "tools" / "asl" / "node_modules" / "aws-local-stepfunctions"
@@ -108,6 +108,8 @@ CASES: dict[str, Case] = {
     "job-too-large": lambda s, m: _one(s, job(prompt="x" * 40_000)),
     "invalid-job-id": lambda s, m: _one(s, job(jobId="x" * 600)),
     "missing-job-id": lambda s, m: _one(s, job(jobId=None)),
+    # Deeper than the Lambda runtime's parser goes: Runtime.UnmarshalError, rejected job_too_deep.
+    "too-deep-for-the-runtime": lambda s, m: _one(s, job(extra=nested(1_500))),
     "duplicate": _duplicate,
     "rules-throttled-then-routed": _rules_fault("TooManyRequestsException"),
     "rules-failing-for-good": _rules_fault(RuntimeError("rules down")),

@@ -18,7 +18,7 @@ from routing_manager.local import moto_adapters
 from routing_manager.local.stack import LocalStack, execution_arns, wait_for_executions
 from routing_manager.publish import entry_size
 from tests.reliability.faults import Fault, error, inject
-from tests.support import body, events_for, job, messages_for, submit
+from tests.support import body, events_for, job, messages_for, nested, submit
 
 FOREVER = 50
 
@@ -88,20 +88,13 @@ def _sized(detail: dict[str, Any], total: int) -> dict[str, Any]:
     return padded
 
 
-def _nested(depth: int) -> Any:
-    value: Any = "leaf"
-    for _ in range(depth):
-        value = [value] if depth % 2 else {"k": value}
-    return value
-
-
 text = st.text(st.characters(codec="utf-8") | st.sampled_from(["\ud800", "\udfff", "\x00", "\u202e", '"', "\\"]),
                max_size=40)
 hostile_details = st.one_of(
     # sizes around every limit: the contract's, EventBridge's, Step Functions' execution input
     st.sampled_from([1_000, 32_700, 32_768, 32_900, 200_000, 261_000, 261_900, 262_000, 262_100]).map(
         lambda n: _sized(job(), n)),
-    st.integers(0, 60).map(lambda depth: job(extra=_nested(depth))),  # deeper: below, outside hypothesis
+    st.integers(0, 60).map(lambda depth: job(extra=nested(depth))),  # deeper: below, outside hypothesis
     st.builds(lambda job_id, prompt: job(jobId=job_id, prompt=prompt), text, text),
     st.builds(lambda n, unit: job(jobId=unit * n), st.integers(1, 3_000), st.sampled_from(["a", "é", "🦊"])),
     st.dictionaries(st.sampled_from(["jobId", "userId", "prompt", "lengthSec", "provider", "feature"]),
@@ -134,7 +127,7 @@ def test_nesting_far_past_the_limit_is_rejected_not_crashed(stack: LocalStack) -
     """moto's interpreter walked such inputs recursively and crashed (States.Runtime, no record) past
     about 450 levels; the workflow's gate must see them and reject them (outside hypothesis, which
     lowers the recursion limit while it runs an example)."""
-    details = [job(extra=_nested(depth)) for depth in (33, 500, 1_500)]
+    details = [job(extra=nested(depth)) for depth in (33, 500, 1_500)]
     results = {r.jobId: r for r in submit(stack, *details)}
     for detail in details:
         result = results[detail["jobId"]]

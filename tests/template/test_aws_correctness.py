@@ -149,8 +149,8 @@ def test_no_state_carries_the_event_after_the_gate(asl: dict[str, Any]) -> None:
     # No ResultPath is AWS's default "$": the result, or the caught error, replaces the event.
     for name in ("DecideRoute", "DecideWithCredits"):
         assert "ResultPath" not in states[name]
-        [catch] = states[name]["Catch"]
-        assert "ResultPath" not in catch, f"{name}'s error must replace the event, not join it"
+        for catch in states[name]["Catch"]:
+            assert "ResultPath" not in catch, f"{name}'s error must replace the event, not join it"
 
 
 def test_each_provider_has_its_saturation_and_breaker_alarms_with_the_tables_threshold(sam: dict[str, Any]) -> None:
