@@ -12,12 +12,36 @@ from typing import Any
 from routing_core import control
 from routing_core.availability import Availability
 from routing_core.contract import ROUTER_SOURCE
-from routing_core.live import LiveState
+from routing_core.live import BUDGET_PK, LiveState
+
+# The heartbeat's canary job: the detail of the dry run the heartbeat sends the rules function, and the
+# one `provider disable|enable --wait` sends to see the deployed function decide with the change. It
+# must match CANARY_JOB in functions/heartbeat/app.py (not imported: that module makes boto3 clients at
+# import); tests/unit/test_cli_wait.py checks that the two are equal.
+CANARY_KEY = "__routing-manager-heartbeat__"  # a key no job uses
+CANARY_JOB: dict[str, Any] = {"jobId": CANARY_KEY, "userId": "heartbeat", "prompt": "heartbeat canary",
+                              "lengthSec": 8, "resolution": "720p", "provider": "auto"}
 
 
 def read_items(ddb: Any, table: str) -> dict[str, dict[str, Any]]:
     """Every scope's item now (a strongly consistent read, no cache)."""
     return LiveState(table, client=ddb, max_age=0, strict=True).items()
+
+
+def budget_peek(ddb: Any, table: str) -> Any:
+    """A charge_budget for `explain --live`: says whether today's spend leaves room for the quote, as the
+    rules Lambda's conditional ADD would, and writes nothing."""
+    def peek(provider: str, amount: float, limit: float) -> tuple[bool, str]:
+        key = f"{provider}#{time.strftime('%Y-%m-%d', time.gmtime())}"
+        item = ddb.get_item(TableName=table, Key={"pk": {"S": BUDGET_PK}, "sk": {"S": key}},
+                            ConsistentRead=True).get("Item", {})
+        spent = float(item.get("spentUsd", {}).get("N", "0"))
+        if amount > limit:
+            return False, f"budget exhausted: the quote ${amount:g} is over the daily ${limit:g}"
+        if spent + amount > limit:
+            return False, f"budget exhausted: ${spent:g} of the daily ${limit:g} spent"
+        return True, key
+    return peek
 
 
 def status(ddb: Any, table: str, known: list[tuple[str, str | None]]) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -201,3 +202,97 @@ def test_explain_with_a_credit_balance_prices_the_job_in_credits(tmp_path: Path,
     assert (short["outcome"], short["reason"]) == ("reject", "insufficient_credits")
     enough = json.loads(runner.invoke(app, ["explain", "--json", "--credit-balance", "64", event]).stdout)
     assert (enough["provider"], enough["quoteUsd"]) == ("fal", 0.64)
+
+
+@pytest.fixture
+def live_decisions(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """`explain --live` against a stack whose decisions carry the given liveState (no AWS)."""
+    from routing_manager.cli import explain
+
+    monkeypatch.setattr("routing_manager.cli.stack_outputs", lambda *a: {"ProviderStateTableName": "t"})
+    monkeypatch.setattr("routing_manager.cli._aws_client", lambda *a: None)
+    monkeypatch.setattr("routing_manager.providers.read_items", lambda ddb, table: {})
+
+    def carrying(fields: dict[str, Any]) -> None:
+        engine = explain._explain_engine()
+        decide = engine.decide
+        monkeypatch.setattr(engine, "decide", lambda *a: {**decide(*a), **fields})
+        monkeypatch.setattr(explain, "_explain_engine", lambda: engine)
+
+    return carrying
+
+
+@pytest.mark.parametrize(("fields", "line"), [
+    ({"liveState": "stale", "liveStateAgeSec": 12.3}, "live state: stale (age 12.3 s)"),
+    ({"liveState": "unread", "liveStateAgeSec": None}, "live state: unread"),
+    ({"liveState": "fresh", "liveStateAgeSec": 0.4}, None),
+    ({}, None),
+])
+def test_explain_live_says_when_the_provider_state_is_not_fresh(live_decisions: Any, fields: dict[str, Any],
+                                                               line: str | None) -> None:
+    live_decisions(fields)
+    event = str(project.EVENTS / "routed-fal.json")
+    human = runner.invoke(app, ["explain", "--live", event])
+    assert human.exit_code == 0, human.output
+    shown = [text for text in human.stdout.splitlines() if text.startswith("live state")]
+    assert shown == ([line] if line else [])
+    decision = json.loads(runner.invoke(app, ["explain", "--live", "--json", event]).stdout)
+    assert {k: decision[k] for k in fields} == fields  # --json: the fields as they come
+
+
+class _Recorded:
+    def __init__(self) -> None:
+        self.kwargs: dict[str, Any] = {}
+
+
+def test_local_up_passes_logs_and_routing_table_to_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from routing_manager.local import server
+
+    seen = _Recorded()
+
+    def serve(**kwargs: Any) -> None:
+        seen.kwargs = kwargs
+        kwargs["announce"]('{"endpoint": "ready"}')
+        if kwargs["echo_logs"]:
+            kwargs["echo_logs"]("[RulesFunction] a line")
+
+    monkeypatch.setattr(server, "serve", serve)
+    table = project.RULES_FUNCTION / "routing_table.json"
+    result = runner.invoke(app, ["local", "up", "--port", "0", "--logs", "--routing-table", str(table)])
+    assert result.exit_code == 0, result.output
+    assert seen.kwargs["routing_table"] == table
+    assert result.stdout == '{"endpoint": "ready"}\n' and result.stderr == "[RulesFunction] a line\n"
+    plain = runner.invoke(app, ["local", "up", "--port", "0"])
+    assert plain.exit_code == 0 and seen.kwargs["routing_table"] is None and seen.kwargs["echo_logs"] is None
+    assert plain.stderr == ""
+
+
+def test_local_run_passes_logs_and_routing_table_to_the_stack(monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    import contextlib
+
+    from routing_manager.local import runner as local_runner
+    from routing_manager.local import stack
+
+    seen = _Recorded()
+
+    @contextlib.contextmanager
+    def running(**kwargs: Any) -> Any:
+        seen.kwargs = kwargs
+        kwargs["echo_logs"]("[RulesFunction] decided")
+        yield None
+
+    monkeypatch.setattr(stack, "running", running)
+    monkeypatch.setattr(local_runner, "publish_and_wait", lambda *a, **k: [])
+    table = tmp_path / "routing_table.json"
+    table.write_text((project.RULES_FUNCTION / "routing_table.json").read_text())
+    log = tmp_path / "l.log"
+    args = ["local", "run", "--lambda-log", str(log), str(project.EVENTS / "routed-fal.json")]
+    result = runner.invoke(app, [*args, "--logs", "--routing-table", str(table)])
+    assert result.exit_code == 0, result.output
+    assert seen.kwargs["function_environment"] == {"ROUTING_TABLE_PATH": str(table.resolve())}
+    assert "[RulesFunction] decided" in result.stderr
+    assert log.read_text() == "[RulesFunction] decided\n"  # --lambda-log has the functions' lines
+    quiet = runner.invoke(app, args)
+    assert quiet.exit_code == 0 and seen.kwargs["function_environment"] is None
+    assert "[RulesFunction]" not in quiet.stderr

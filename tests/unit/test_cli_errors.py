@@ -47,7 +47,8 @@ def test_publish_to_an_endpoint_that_refuses_reports_every_job(tmp_path: Path) -
     result = run(["publish", str(jobs_file(tmp_path)), "--endpoint-url", _closed_port()], tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
-    lines = result.stderr.strip().splitlines()
+    lines = result.stderr.splitlines()
+    assert "" not in lines  # no stray empty line
     assert sum("not sent: Could not connect to the endpoint URL" in line for line in lines) == 2
     assert sum("invalid job: lengthSec" in line for line in lines) == 1
     assert lines[-1] == "0 sent, 1 invalid, 2 not sent"
@@ -94,10 +95,10 @@ def test_provider_commands_fail_in_one_line(tmp_path: Path, command: list[str], 
     (["provider", "disable", "runway", "--reason", "x"], "unknown provider 'runway' (the routing table has: fal, "
                                                          "replicate)"),
     (["provider", "disable", "fal", "--reason", "  "], "--reason: say why"),
-    (["provider", "disable", "fal"], "Missing option '--reason'"),
+    (["provider", "disable", "fal"], "missing option '--reason'"),
     (["provider", "disable", "fal", "--reason", "x", "--for", "soon"], "'soon': use a number and s, m, h or d"),
     (["provider", "enable", "fal", "--model", " "], "--model: give a model name"),
-    (["explain", "events/routed-fal.json", "--live", "--state", "x.json"], "--live and --state: choose one"),
+    (["explain", "events/routed-fal.json", "--live", "--state", "x.json"], "--live and --state together: choose one"),
     (["explain", "events/routed-fal.json", "--state", "events/routed-fal.json"], "not `provider status --json` output"),
     (["explain", "events/routed-fal.json", "--state", "missing.json"], "--state missing.json: No such file"),
 ])
@@ -105,6 +106,92 @@ def test_provider_options_are_checked_before_aws_is_asked(tmp_path: Path, args: 
     result = run([*args, "--endpoint-url", _closed_port()], tmp_path)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def _one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The error as the AWS CLI prints one: exit 2, a single `error: …` line on stderr, nothing else."""
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == "" and result.stderr.endswith("\n"), result
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: ") and "Usage" not in line and "╭" not in line, line
+    return line
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["provider", "disable", "fal", "--reason", "x", "--for", "30x"],
+     "error: invalid value for '--for': '30x': use a number and s, m, h or d, e.g. 15m "
+     "(see 'routing-manager provider disable --help')"),
+    (["provider", "disable", "fal"],
+     "error: missing option '--reason' (see 'routing-manager provider disable --help')"),
+    (["replay", "--since", "banana"],
+     "error: invalid value for '--since': 'banana': give an ISO 8601 time or a duration such as 2h "
+     "(see 'routing-manager replay --help')"),
+    (["local", "up", "--port", "70000"], "(see 'routing-manager local up --help')"),
+    (["frobnicate"], "error: no such command 'frobnicate' (see 'routing-manager --help')"),
+    (["explain", "--bogus", "events/routed-fal.json"],
+     "error: no such option: --bogus (see 'routing-manager explain --help')"),
+    (["--bogus"], "error: no such option: --bogus (see 'routing-manager --help')"),
+    (["provider", "disable", "fal", "--reason", "x", "--for"],
+     "error: option '--for' requires an argument (see 'routing-manager provider disable --help')"),
+    (["explain", "a.json", "b.json"], "unexpected extra argument"),
+    (["graph", "--format", "dot"], "error: invalid value for '--format': 'dot': use svg, png or mermaid"),
+    (["replay", "--stale-after", "1x"], "error: invalid value for '--stale-after': '1x'"),
+    (["local", "run", "--routing-table", "missing.json"],
+     "error: invalid value for '--routing-table': missing.json: cannot read: No such file or directory "
+     "(see 'routing-manager local run --help')"),
+    (["local", "up", "--routing-table", "README.md"], "README.md: not valid JSON"),
+])
+def test_a_bad_option_or_argument_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    line = _one_line(run(args, tmp_path))
+    assert line.startswith(message) if message.startswith("error: ") else message in line
+
+
+def test_a_bad_routing_table_is_one_line(tmp_path: Path) -> None:
+    table = json.loads((project.RULES_FUNCTION / "routing_table.json").read_text())
+    for spec in table["providers"].values():
+        spec["maxQueueAgeSec"] = "soon"
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(table))
+    line = _one_line(run(["local", "up", "--routing-table", str(path), "--port", "0"], tmp_path))
+    assert "invalid routing table: providers.fal.maxQueueAgeSec: " in line
+    assert "; providers.replicate.maxQueueAgeSec: " in line  # every bad entry, on the one line
+
+
+@pytest.mark.parametrize("duration", ["0m", "0s", "-5m"])
+def test_a_disable_for_no_time_is_refused_before_aws_is_asked(tmp_path: Path, duration: str) -> None:
+    """`--for 0m` would be no end at all: a permanent disable. Refused before any AWS call."""
+    with socket.socket() as endpoint:  # a connection would wait in its backlog
+        endpoint.bind(("127.0.0.1", 0))
+        endpoint.listen()
+        url = f"http://127.0.0.1:{endpoint.getsockname()[1]}"
+        line = _one_line(run(["provider", "disable", "fal", "--reason", "x", "--for", duration,
+                              "--endpoint-url", url], tmp_path))
+        endpoint.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            endpoint.accept()
+    assert line.startswith(f"error: invalid value for '--for': '{duration}': ")
+
+
+def test_an_unknown_model_is_refused_with_the_known_ones(tmp_path: Path) -> None:
+    line = _one_line(run(["provider", "disable", "fal", "--model", "nope", "--reason", "x",
+                          "--endpoint-url", _closed_port()], tmp_path))
+    assert line == "error: --model 'nope': not a model of fal (the routing table has: wan-i2v)"
+    assert run(["provider", "enable", "replicate", "--model", "wan-i2v", "--endpoint-url", _closed_port()],
+               tmp_path).stderr.strip().endswith("(the routing table has: minimax/video-01)")
+
+
+def test_publish_prints_no_empty_line(tmp_path: Path) -> None:
+    """Valid and invalid jobs, few and many (a progress bar, in a terminal only): no empty line on stderr."""
+    valid = {"userId": "u", "prompt": "p", "lengthSec": 8, "resolution": "720p"}
+    path = tmp_path / "many.jsonl"
+    path.write_text("\n".join(json.dumps({**valid, "jobId": f"m-{i}"}) for i in range(25)) + "\n"
+                    + json.dumps({**valid, "jobId": "bad", "lengthSec": "8"}))
+    for jobs in (jobs_file(tmp_path), path):
+        result = run(["publish", str(jobs), "--endpoint-url", _closed_port()], tmp_path)
+        assert result.returncode == 1
+        assert "" not in result.stderr.splitlines(), result.stderr
+    invalid_only = run(["publish", "-", "--endpoint-url", _closed_port()], tmp_path, stdin='{"jobId": "x"}')
+    assert invalid_only.returncode == 2 and "" not in invalid_only.stderr.splitlines()
 
 
 def test_replay_refuses_a_stale_window_shorter_than_an_execution(tmp_path: Path) -> None:

@@ -276,10 +276,12 @@ def deploy_unique(parameters: dict[str, str] | None = None,
 
 
 @contextlib.contextmanager
-def running(parameters: dict[str, str] | None = None) -> Iterator[LocalStack]:
-    """An in-process local stack for the duration of the block."""
+def running(parameters: dict[str, str] | None = None, function_environment: dict[str, str] | None = None,
+            echo_logs: Callable[[str], None] | None = None) -> Iterator[LocalStack]:
+    """An in-process local stack for the duration of the block (`function_environment` and `echo_logs`
+    as for deploy())."""
     with mocked_aws():
-        stack = deploy(parameters=parameters)
+        stack = deploy(parameters=parameters, function_environment=function_environment, echo_logs=echo_logs)
         try:
             yield stack
         finally:

@@ -1,0 +1,127 @@
+"""`routing-manager explain`: dry-run the routing decision for a submitted event."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from routing_manager import cli
+from routing_manager.cli import (
+    EndpointOpt,
+    ProfileOpt,
+    RegionOpt,
+    StackOpt,
+    _aws_errors,
+    _explain_engine,
+    _printable,
+    _provider_table,
+    app,
+    bad_usage,
+    fail,
+    out,
+)
+
+
+def _given_state(path: Path) -> Any:
+    """`provider status --json` output (JSON Lines, or one JSON array) as the availability it describes."""
+    import time
+
+    from routing_core.availability import Availability, items_from_status
+
+    try:
+        text = path.read_text()
+        lines = json.loads(text) if text.lstrip().startswith("[") else [
+            json.loads(line) for line in text.splitlines() if line.strip()]
+        now = time.time()
+        return Availability(items_from_status(lines, now), now=now)
+    except OSError as exc:
+        raise fail(f"--state {path}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise fail(f"--state {path}: not `provider status --json` output: {exc}") from None
+
+
+def live_state_line(decision: Mapping[str, Any]) -> str | None:
+    """How old the provider state behind a decision was, when it was not fresh: `live state: stale
+    (age 12.3 s)` or `live state: unread`. None for a fresh one, or a decision that does not say."""
+    state = decision.get("liveState")
+    if state in (None, "fresh"):
+        return None
+    age = decision.get("liveStateAgeSec")
+    return f"live state: {_printable(state)}" + (f" (age {age:g} s)" if isinstance(age, int | float) else "")
+
+
+@app.command()
+def explain(
+    event_file: Annotated[Path, typer.Argument(help="A submitted event: PutEvents entries, envelope or bare detail.",
+                                               metavar="EVENT_FILE")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as one JSON line per event.")] = False,
+    live: Annotated[bool, typer.Option("--live", help="Decide with the deployed stack's provider state "
+                                                      "(--stack).")] = False,
+    state: Annotated[Path | None, typer.Option(help="Decide with this provider state: `provider status --json` "
+                                                    "output.", metavar="FILE")] = None,
+    credit_balance: Annotated[float | None, typer.Option(help="Decide with this credit balance (the user's item in "
+                                                              "the Credits table).", metavar="N")] = None,
+    stack: StackOpt = None,
+    profile: ProfileOpt = None,
+    region: RegionOpt = None,
+    endpoint_url: EndpointOpt = None,
+) -> None:
+    """Dry-run the routing decision for a submitted event, as the deployed function decides.
+
+    Without --live or --state every provider counts as available. A half-open breaker is shown as
+    taking the job as its probe (nothing is claimed)."""
+    from routing_manager.events import EventFileError, read_events
+
+    if live and state is not None:
+        raise bad_usage("--live and --state together: choose one")
+    try:
+        events = read_events(event_file)
+        engine = _explain_engine()
+    except (EventFileError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    availability = _given_state(state) if state is not None else None
+    if live:
+        from routing_core.availability import Availability
+
+        from routing_manager import providers
+
+        with _aws_errors():
+            table_name = _provider_table(stack, profile, region, endpoint_url)
+            ddb = cli._aws_client("dynamodb", profile, region, endpoint_url)
+            items = providers.read_items(ddb, table_name)
+        availability = Availability(items, charge_budget=providers.budget_peek(ddb, table_name))
+    for event in events:
+        decision = engine.decide(event.detail, credit_balance, availability)
+        del decision["submittedDetail"]  # the job itself, prompt included: what the record keeps, not a decision
+        if as_json:
+            out.print(json.dumps(decision), markup=False, highlight=False)
+            continue
+        _print_decision(event.origin, decision)
+
+
+def _print_decision(origin: str, decision: Mapping[str, Any]) -> None:
+    title = f"{origin}: [bold]{decision['outcome']}[/bold]"
+    table = Table(title=title, show_header=True, title_justify="left")
+    table.add_column("field")
+    table.add_column("value")
+    for key in ("provider", "model", "queue", "queueUrl", "quoteUsd", "priority", "reason", "rule"):
+        table.add_row(key, "-" if decision[key] is None else str(decision[key]))
+    out.print(table)
+    stale = live_state_line(decision)
+    if stale is not None:
+        out.print(stale, markup=False, highlight=False)
+    steps = Table(show_header=True, title="why", title_justify="left")
+    steps.add_column("rule")
+    steps.add_column("matched")
+    steps.add_column("because")
+    for step in decision["explanation"]:
+        steps.add_row(str(step["rule"]), "yes" if step["matched"] else "no", _printable(step["why"]))
+        for candidate in step.get("candidates", []):
+            steps.add_row("", "", f"  {candidate['provider']}/{_printable(candidate['model'])} "
+                                  f"${candidate['quoteUsd']:g}: {_printable(candidate['skipped'] or 'chosen')}")
+    out.print(steps)
