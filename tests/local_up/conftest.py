@@ -32,6 +32,7 @@ class LocalUp:
     endpoint: str
     outputs: dict[str, str]
     tap_queue_url: str
+    cli_env: dict[str, str] = field(default_factory=dict)  # what the operator's shell sets for the CLI
     _events: list[dict[str, Any]] = field(default_factory=list)
 
     def client(self, service: str) -> Any:
@@ -41,7 +42,8 @@ class LocalUp:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """The operator CLI, as a user types it against this stack."""
         result = subprocess.run([str(BIN / "routing-manager"), *args, "--endpoint-url", self.endpoint],
-                                capture_output=True, text=True, env={**os.environ, **CREDENTIALS}, timeout=120)
+                                capture_output=True, text=True, env={**os.environ, **CREDENTIALS, **self.cli_env},
+                                timeout=120)
         if check:
             assert result.returncode == 0, (args, result.stdout, result.stderr)
         return result
@@ -124,7 +126,7 @@ def job(**changes: Any) -> dict[str, Any]:
     return detail
 
 
-def start_local_up(*args: str) -> Iterator[LocalUp]:
+def start_local_up(*args: str, cli_env: dict[str, str] | None = None) -> Iterator[LocalUp]:
     if not AWS_CLI.exists():
         pytest.fail(f"{AWS_CLI} is missing: run `make setup`")
     process = subprocess.Popen([str(BIN / "routing-manager"), "local", "up", "--port", "0", *args],
@@ -135,7 +137,7 @@ def start_local_up(*args: str) -> Iterator[LocalUp]:
         line = process.stdout.readline()
         assert line, f"local up exited with {process.wait()} before it was ready"
         ready = json.loads(line)
-        yield LocalUp(process, ready["endpoint"], ready["outputs"], ready["eventTapQueueUrl"])
+        yield LocalUp(process, ready["endpoint"], ready["outputs"], ready["eventTapQueueUrl"], cli_env or {})
     finally:
         process.send_signal(signal.SIGTERM)
         try:
