@@ -121,12 +121,6 @@ def cold_init(runs: int = 21) -> tuple[float, float, float, float]:
     return c / b, c * 1000, b * 1000, statistics.median(rss)
 
 
-# Jobs in flight at once. Executions run in threads of one process, on one core: on a slow hour of
-# this machine a thousand at once made the last decisions wait past DecideRoute's 10 s
-# TimeoutSeconds (docs/PERFORMANCE.md), which measures the GIL, not the workflow.
-WAVE = 250
-
-
 def _when(timestamp: object) -> datetime:
     """A history event's time: moto gives a datetime, or its ISO text once the event was serialised."""
     return timestamp if isinstance(timestamp, datetime) else datetime.fromisoformat(str(timestamp))
@@ -142,9 +136,8 @@ def local_stack(jobs: int) -> dict[str, float]:
                               "resolution": "720p"}, "bench") for _ in range(jobs)]
     with contextlib.redirect_stdout(io.StringIO()), stack.running() as local:
         start = time.perf_counter()
-        results = []
-        for first in range(0, jobs, WAVE):  # see WAVE
-            results += runner.publish_and_wait(local, events[first:first + WAVE], timeout=max(120.0, WAVE * 0.5))
+        # All at once: the local stack bounds the executions running at a time (bound_running_executions).
+        results = runner.publish_and_wait(local, events, timeout=max(120.0, jobs * 0.5))
         elapsed = time.perf_counter() - start
         durations, windows = [], []
         for r in results:
