@@ -12,7 +12,7 @@ export SAM_CLI_TELEMETRY := 0
 
 .PHONY: setup test unit differential test-without-speedups lint demo bench bench-record schemas lock graph clean
 
-setup: $(BIN)/.installed $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed $(ASL_TOOLS)/.installed
+setup: $(BIN)/.installed $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed $(TOOLS)/aws/.installed $(ASL_TOOLS)/.installed
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ $(TOOLS)/sam/.installed: tools-requirements/sam.txt
 $(TOOLS)/checkov/.installed: tools-requirements/checkov.txt
 	$(PYTHON) -m venv $(TOOLS)/checkov
 	$(TOOLS)/checkov/bin/pip install $(PIP_FLAGS) -r tools-requirements/checkov.txt
+	touch $@
+
+# The aws CLI, a client of `local up` in tests/local_up (it pins botocore: a venv of its own).
+$(TOOLS)/aws/.installed: tools-requirements/awscli.txt
+	$(PYTHON) -m venv $(TOOLS)/aws
+	$(TOOLS)/aws/bin/pip install $(PIP_FLAGS) -r tools-requirements/awscli.txt
 	touch $@
 
 # AWS's ASL language service and asl-validator (npm, pinned by the lock file). Without node the
