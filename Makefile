@@ -10,7 +10,7 @@ export AWS_ACCESS_KEY_ID ?= testing
 export AWS_SECRET_ACCESS_KEY ?= testing
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup test unit differential test-without-speedups lint demo bench bench-record schemas lock graph clean
+.PHONY: setup test unit differential test-without-speedups lint demo bench bench-record schemas lock graph clean build lock-requirements
 
 setup: $(BIN)/.installed $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed $(TOOLS)/aws/.installed $(ASL_TOOLS)/.installed
 
@@ -60,6 +60,16 @@ differential: setup
 # The workflow suites with the local stack's speed-ups off (the gap adapters only): slower, same results.
 test-without-speedups: setup
 	ROUTING_MANAGER_LOCAL_SPEEDUPS=0 $(BIN)/pytest tests/workflow tests/differential tests/unit/test_moto_adapters.py
+
+# Lambda's packages (python3.12, arm64) without python3.12 or Docker: each function's Makefile
+# (BuildMethod: makefile) installs wheels for Lambda's platform with this venv's pip.
+BUILD_DIR ?= .aws-sam/build
+build: $(BIN)/.installed $(TOOLS)/sam/.installed
+	PIP="$(CURDIR)/$(BIN)/python -m pip" $(TOOLS)/sam/bin/sam build --template template.yaml --build-dir $(BUILD_DIR)
+
+# Re-resolves functions/rules/requirements.lock (hash-pinned, for Lambda's platform).
+lock-requirements: $(BIN)/.installed
+	$(BIN)/python tools/lock_lambda_requirements.py
 
 demo: $(BIN)/.installed
 	$(BIN)/routing-manager local run events/
