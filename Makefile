@@ -47,7 +47,7 @@ test: setup
 	$(BIN)/ruff check src functions tests bench
 	$(BIN)/mypy
 	$(BIN)/mypy --ignore-missing-imports functions/heartbeat/app.py
-	$(BIN)/pytest --cov --cov-report=term --cov-report=xml tests
+	$(BIN)/pytest -n 2 --dist loadscope --durations=10 --cov --cov-report=term --cov-report=xml tests
 
 # Seconds, not minutes: no local stack, no external linters (`make test` runs everything).
 unit: $(BIN)/.installed

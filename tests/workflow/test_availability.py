@@ -8,7 +8,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -117,18 +116,6 @@ def test_kill_switch_spills_over_holds_strict_jobs_and_replay_routes_them_once(f
     cli(stack, "replay", "--reason", "provider_unavailable", "--yes")  # nothing left: no second message
     assert len(messages_for(stack, "FalJobQueueUrl", strict.jobId)) == 1
     assert stack.record(strict.jobId)["status"] == "ROUTED"  # type: ignore[index]
-
-
-def test_a_timed_disable_expires_by_itself(fresh_stack: LocalStack) -> None:
-    cli(fresh_stack, "provider", "disable", "fal", "--model", "wan-i2v", "--reason", "maintenance", "--for", "4s")
-    line = status(fresh_stack)[("fal", "wan-i2v")]
-    assert line["state"] == "disabled" and line["reason"] == "maintenance" and line["until"] is not None
-    fresh_state()
-    assert submit(fresh_stack, job())[0].provider == "replicate"
-    until = datetime.fromisoformat(line["until"].replace("Z", "+00:00")).timestamp()
-    time.sleep(max(0.0, until + 1.0 - time.time()))  # expired (the time is to the second): nobody enabled it
-    assert status(fresh_stack)[("fal", "wan-i2v")]["state"] == "available"
-    assert submit(fresh_stack, job())[0].provider == "fal"
 
 
 def test_provider_errors_open_the_breaker_and_jobs_spill_over(fresh_stack: LocalStack) -> None:
