@@ -56,8 +56,8 @@ def test_skips_are_explained() -> None:
     assert (d["outcome"], d["provider"]) == ("route", "replicate")
     assert d["explanation"][-1]["candidates"] == [
         {"provider": "fal", "model": "wan-i2v", "quoteUsd": 0.64,
-         "skipped": "disabled: incident 4711 (until 2027-01-15T08:01:00Z)"},
-        {"provider": "replicate", "model": "minimax/video-01", "quoteUsd": 0.6664, "skipped": None}]
+         "skipped": "disabled: incident 4711 (until 2027-01-15T08:01:00Z)", "droppedBy": "availability"},
+        {"provider": "replicate", "model": "minimax/video-01", "quoteUsd": 0.6664, "skipped": None, "droppedBy": None}]
     d = engine().decide(JOB, None, at({"fal#wan-i2v": {"breakerOpenUntil": NOW + 30, "breakerReason": "5 of 5"}}))
     assert d["explanation"][-1]["candidates"][0]["skipped"] == "breaker open until 2027-01-15T08:00:30Z (5 of 5)"
 

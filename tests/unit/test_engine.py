@@ -132,7 +132,8 @@ def test_disabled_provider_is_unsupported_and_skipped_by_rules() -> None:
     d = eng.decide(BASE)
     assert (d["outcome"], d["provider"]) == ("route", "replicate")  # the next candidate of the chain
     assert d["explanation"][-1]["candidates"][0] == {"provider": "fal", "model": "wan-i2v", "quoteUsd": 0.64,
-                                                     "skipped": "disabled in the routing table"}
+                                                     "skipped": "disabled in the routing table",
+                                                     "droppedBy": "limits"}
     table["providers"]["replicate"]["enabled"] = False
     d = Engine(table, URLS).decide(BASE)
     assert d["reason"] == "no_route"  # static configuration: a final rejection, not "unavailable"

@@ -9,11 +9,11 @@ and a property test checks the two agree.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator, model_validator
 
-from routing_core import limits, reasons
+from routing_core import limits, preferences, reasons
 
 SUBMITTED_SOURCE = "frontend.api"
 SUBMITTED_DETAIL_TYPE = "video.job.submitted"
@@ -31,6 +31,45 @@ _NOT_BLANK = r"\S"  # required strings: present and not only white space
 class Feature(BaseModel):
     model_config = ConfigDict(extra="allow")
     audio: StrictBool | None = Field(None, description="whether the video needs an audio track")
+
+
+Selector = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}(/.+)?$")]
+
+
+class Routing(BaseModel):
+    """The job's own preferences for its route (docs/EVENT_SCHEMA.md, "Routing preferences"). Which providers
+    and models exist is the routing table's to say: the router (and `publish`) check the names against it."""
+
+    model_config = ConfigDict(extra="forbid")
+    order: list[Selector] | None = Field(None, max_length=preferences.MAX_SELECTORS, examples=[["replicate", "fal"]],
+                                         description="\"provider\" or \"provider/model\", tried first, in order")
+    only: list[Selector] | None = Field(None, max_length=preferences.MAX_SELECTORS,
+                                        description="candidates outside it are dropped")
+    ignore: list[Selector] | None = Field(None, max_length=preferences.MAX_SELECTORS,
+                                          description="these candidates are dropped")
+    allowFallbacks: StrictBool | None = Field(None, description="default true; false: only order's candidates (or "
+                                                                "the matching rule's first) may take the job")
+    sort: Literal["price"] | None = Field(None, description="price: the cheapest quote first among the candidates "
+                                                            "that order does not name")
+    maxPriceUsd: float | None = Field(None, gt=0, allow_inf_nan=False,
+                                      description="candidates quoting above it are dropped")
+
+    @field_validator("maxPriceUsd", mode="before")
+    @classmethod
+    def _json_number(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError("must be a JSON number")
+        return value
+
+
+class Consent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    consentGiven: StrictBool = Field(description="false: only providers whose dataPolicy neither retains nor trains "
+                                                 "on inputs may take the job")
+
+
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=preferences.MAX_METADATA_KEY_CHARS)]
+MetadataValue = Annotated[str, StringConstraints(max_length=preferences.MAX_METADATA_VALUE_CHARS)]
 
 
 class SubmittedJob(BaseModel):
@@ -53,6 +92,17 @@ class SubmittedJob(BaseModel):
     provider: str | None = Field(None, examples=["auto", "fal", "replicate"],
                                  description="auto (default) or a provider of the routing table, any case")
     feature: Feature | None = None
+    routing: Routing | None = Field(None, description="the job's route preferences; not with an explicit provider")
+    consent: Consent | None = None
+    metadata: dict[MetadataKey, MetadataValue] | None = Field(
+        None, max_length=preferences.MAX_METADATA_KEYS, examples=[{"customer": "acme"}],
+        description="string values a rule may match on (when.metadata)")
+
+    @model_validator(mode="after")
+    def _provider_or_routing(self) -> SubmittedJob:
+        if self.routing is not None and self.provider is not None and self.provider.strip().lower() not in ("", "auto"):
+            raise ValueError(f"{reasons.INVALID_ROUTING}: provider and routing given: pick one")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -100,6 +150,8 @@ class RejectedDetail(_Outbound):
     status: Literal["rejected"] = "rejected"
     reason: str = Field(description="a reason code (docs/EVENT_SCHEMA.md)", examples=["no_route"])
     retryable: bool | None = Field(None, description="true for operational failures that replay can fix")
+    quoteUsd: float | None = Field(None, ge=0, description="over_max_price: the cheapest quote; additive",
+                                   examples=[0.64])
 
 
 class _ProviderOutcome(BaseModel):

@@ -7,13 +7,15 @@ is then a handful of comparisons. Bad input never raises: it becomes a rejection
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
-from routing_core import limits, reasons
+from routing_core import limits, preferences, reasons
 from routing_core.availability import Availability
+from routing_core.preferences import Preferences
 
 AUTO = "auto"
 QUOTE_LENGTH_SEC = 5  # quoted for a job that gives no lengthSec: the providers' default clip
@@ -52,7 +54,7 @@ class Decision(TypedDict):
 class Job:
     """The inputs a rule may look at, taken once from the submitted detail."""
 
-    __slots__ = ("length", "resolution", "tier", "tier_policy", "audio", "credits")
+    __slots__ = ("length", "resolution", "tier", "tier_policy", "audio", "credits", "metadata")
 
     def __init__(self, length: float | None, detail: Mapping[str, Any], credits: Any) -> None:
         self.length = length
@@ -65,6 +67,8 @@ class Job:
         audio = feature.get("audio") if isinstance(feature, dict) else None
         self.audio = audio if isinstance(audio, bool) else None
         self.credits = _credit_balance(credits)
+        metadata = detail.get("metadata")
+        self.metadata: Mapping[str, str] = metadata if isinstance(metadata, dict) else {}
 
 
 def _credit_balance(value: Any) -> float | None:
@@ -133,6 +137,19 @@ def _credits_check(minimum: float) -> Check:
     return check
 
 
+def _metadata_check(wanted: Mapping[str, str]) -> Check:
+    pairs = tuple(wanted.items())
+
+    def check(job: Job) -> str | None:
+        for key, value in pairs:
+            have = job.metadata.get(key)
+            if have != value:
+                return f"metadata.{echo(key)} is {echo(have) if have is not None else 'not given'}, not {echo(value)}"
+        return None
+
+    return check
+
+
 def _compile_when(when: Mapping[str, Any]) -> list[Check]:
     checks: list[Check] = []
     length = when.get("lengthSec")
@@ -146,6 +163,8 @@ def _compile_when(when: Mapping[str, Any]) -> list[Check]:
         checks.append(_audio_check(when["audio"]))
     if when.get("minCredits") is not None:
         checks.append(_credits_check(when["minCredits"]))
+    if when.get("metadata"):
+        checks.append(_metadata_check(when["metadata"]))
     return checks
 
 
@@ -177,9 +196,8 @@ class Engine:
                                for priority, queue in spec.get("priorityQueues", {}).items()},
             }
         self.rules = [
-            (rule["name"], _compile_when(rule["when"]),
-             [(route["provider"], route.get("model") or table["providers"][route["provider"]]["defaultModel"])
-              for route in rule["route"]], rule.get("strategy") == "cheapest")
+            (rule["name"], _compile_when(rule["when"]), _chain(rule.get("route") or [], table),
+             rule.get("strategy") == "cheapest", _compile_split(rule.get("split"), table))
             for rule in table["rules"]
         ]
         self.prices = {(name, model): (price["perSecondUsd"], max(price["perSecondUsd"].values()),
@@ -193,6 +211,13 @@ class Engine:
         self.credits_per_usd = credits["creditsPerUsd"] if credits else None
         self.credit_exempt_tiers = frozenset(credits.get("exemptTiers", [])) if credits else frozenset()
         self.explicit_preferred = table.get("explicitProvider") == "preferred"
+        self.known_models = {name: frozenset(spec.get("prices", {})) for name, spec in table["providers"].items()}
+        policies = {name: spec.get("dataPolicy") for name, spec in table["providers"].items()}
+        self.consent_safe = frozenset(name for name, policy in policies.items()
+                                      if policy and not policy["retainsInputs"] and not policy["trainsOnInputs"])
+        self.data_policy_note = {name: "has no dataPolicy (unknown: treated as retaining inputs)" if not policy else
+                                 "retains inputs" if policy["retainsInputs"] else "trains on inputs"
+                                 for name, policy in policies.items()}
         self.uses_credits = credits is not None or any(rule["when"].get("minCredits") is not None
                                                        for rule in table["rules"])
 
@@ -210,7 +235,8 @@ class Engine:
         """Every provider and every model a rule or an explicit request can route to."""
         known: dict[tuple[str, str | None], None] = {(name, None): None for name in self.providers}
         known.update({(name, spec["model"]): None for name, spec in self.providers.items()})
-        known.update({candidate: None for _, _, chain, _ in self.rules for candidate in chain})
+        known.update({candidate: None for _, _, chain, _, split in self.rules
+                      for candidate in (chain if split is None else [(p, m) for p, m, _ in split[0]])})
         return list(known)
 
     def decide(self, detail: Any, credit_balance: Any = None, availability: Availability | None = None) -> Decision:
@@ -253,17 +279,29 @@ class Engine:
                 return _reject(reasons.INVALID_LENGTH_RANGE, "validate", explanation,
                                f"lengthSec {length:g} outside {reasons.MIN_LENGTH_SEC}..{reasons.MAX_LENGTH_SEC}")
 
+        try:
+            prefs = preferences.parse(detail, self.known_models)
+            preferences.check_metadata(detail.get("metadata"))
+        except ValueError as exc:
+            return _reject(reasons.INVALID_ROUTING, "validate", explanation, str(exc))
         job = Job(length, detail, credit_balance)
         job_id: str = detail["jobId"]
         requested = detail.get("provider")
         key = requested.strip().lower() if isinstance(requested, str) else requested
         if key is not None and key not in ("", AUTO):
+            if prefs is not None and prefs.given:
+                return _reject(reasons.INVALID_ROUTING, "validate", explanation,
+                               f"provider {echo(requested)} and routing given: pick one")
             provider = self.providers.get(key) if isinstance(key, str) else None
             if provider is None or not provider["enabled"]:
                 state = "disabled in the routing table" if provider else "unknown"
                 return _reject(reasons.UNSUPPORTED_PROVIDER_PREFIX + echo(requested), "explicit-provider",
                                explanation, f"provider {echo(requested)} is {state}")
             model = provider["model"]
+            if prefs is not None and prefs.consent is False and key not in self.consent_safe:
+                return _reject(reasons.PREFERENCES_UNSATISFIABLE, "explicit-provider", explanation,
+                               f"provider {key} requested, but no consent given and it "
+                               f"{self.data_policy_note[key]}")
             ok, note = (True, None) if availability is None else availability.check(key, model, job_id)
             quote = self.quote(key, model, job.length, job.resolution, job.audio)
             max_quote, _ = self._tier(job)
@@ -285,73 +323,165 @@ class Engine:
                                     f"provider {key} requested (strict): {note}")
             explanation.append({"rule": "explicit-provider", "matched": False,
                                 "why": f"provider {key} requested (preferred): {note}; falling back"})
-            decision = self._auto(job, job_id, availability, explanation)
+            decision = self._auto(job, job_id, availability, explanation, prefs)
             if decision["outcome"] == "route":
                 return decision
             return _unavailable(unavailable, "explicit-provider", explanation, None)
         explanation.append({"rule": "explicit-provider", "matched": False, "why": "provider is auto or not given"})
-        return self._auto(job, job_id, availability, explanation)
+        return self._auto(job, job_id, availability, explanation, prefs)
 
     def _auto(self, job: Job, job_id: str, availability: Availability | None,
-              explanation: list[dict[str, Any]]) -> Decision:
-        held_back = False  # a matching rule had a candidate that fits the job but is unavailable now
-        over_limit = False  # ... or one the user's tier may not pay for
+              explanation: list[dict[str, Any]], prefs: Preferences | None = None) -> Decision:
+        outcome = _Tally()
         max_quote, _ = self._tier(job)
-        for name, checks, chain, cheapest in self.rules:
+        matched = False
+        for name, checks, chain, cheapest, split in self.rules:
             why = _first_failure(checks, job)
             if why is not None:
                 explanation.append({"rule": name, "matched": False, "why": why})
                 continue
-            quoted = [(p, m, self.quote(p, m, job.length, job.resolution, job.audio)) for p, m in chain]
-            if cheapest:
-                quoted.sort(key=lambda candidate: candidate[2])  # stable: chain order breaks ties
-            tried: list[dict[str, Any]] = []
-            for position, (provider_name, model, quote) in enumerate(quoted):
-                provider = self.providers[provider_name]
-                note: str | None = None
-                budget_key: str | None = None
-                if not provider["enabled"]:
-                    skipped: str | None = "disabled in the routing table"
-                else:
-                    skipped = _first_failure(provider["limits"], job)
-                    if skipped is not None:
-                        skipped = f"limit: {skipped}"
-                    elif max_quote is not None and quote > max_quote:
-                        skipped, over_limit = f"over the {job.tier_policy} tier's limit: quote ${quote:g} > " \
-                                              f"${max_quote:g}", True
-                    elif availability is not None:
-                        ok, note = availability.check(provider_name, model, job_id)
-                        if not ok:
-                            skipped, held_back, note = note, True, None
-                    if skipped is None:
-                        refusal = self._credits_refusal(job, provider_name, model, quote)
-                        if refusal is not None:
-                            tried.append({"provider": provider_name, "model": model, "quoteUsd": quote,
-                                          "skipped": refusal})
-                            explanation.append({"rule": name, "matched": True, "candidates": tried, "why": refusal})
-                            return _reject(reasons.INSUFFICIENT_CREDITS, name, explanation, None)
-                        skipped, budget_key = self._charge(provider_name, quote, availability)
-                        held_back = held_back or skipped is not None
-                tried.append({"provider": provider_name, "model": model, "quoteUsd": quote, "skipped": skipped})
-                if skipped is None:
-                    later = "a cheaper candidate takes the job" if cheapest else "an earlier candidate takes the job"
-                    tried += [{"provider": p, "model": m, "quoteUsd": q, "skipped": f"not chosen: {later}"}
-                              for p, m, q in quoted[position + 1:]]
-                    chosen = f"routes to {provider_name}/{model} at ${quote:g}" + (
-                        " (the cheapest)" if cheapest else "")
-                    explanation.append({"rule": name, "matched": True, "candidates": tried,
-                                        "why": chosen + (f" ({note})" if note else "")})
-                    return self._route_priced(job, provider_name, provider, model, quote, budget_key, name,
-                                              explanation)
-                if over_limit and not cheapest:
-                    break  # the rule's order is its price: it does not route to another candidate to save
-            explanation.append({"rule": name, "matched": False, "candidates": tried, "why": "no candidate can take "
-                                "the job: " + "; ".join(f"{c['provider']}/{c['model']} {c['skipped']}" for c in tried)})
-        if held_back:
+            matched = True
+            step: dict[str, Any] = {"rule": name, "matched": True}
+            if split is not None:
+                step["bucket"] = bucket = split_bucket(job_id)
+                chain = _split_chain(split, bucket)
+            decision = self._try_candidates(job, job_id, availability, explanation, prefs, step, chain, cheapest,
+                                            max_quote, outcome)
+            if decision is not None:
+                return decision
+        if not matched and prefs is not None and prefs.order:  # the job's own order, where no rule matched
+            decision = self._try_candidates(job, job_id, availability, explanation, prefs,
+                                            {"rule": ORDER_RULE, "matched": True}, [], False, max_quote, outcome)
+            if decision is not None:
+                return decision
+        if outcome.held_back:
             return _unavailable(reasons.NO_AVAILABLE_PROVIDER, None, explanation, None)
-        if over_limit:
+        if outcome.cheapest_over_price is not None:
+            decision = _reject(reasons.OVER_MAX_PRICE, None, explanation, None)
+            decision["quoteUsd"] = outcome.cheapest_over_price
+            decision["quoteUsdText"] = f"{outcome.cheapest_over_price:.4f}"
+            return decision
+        if outcome.over_limit:
             return _reject(reasons.OVER_TIER_LIMIT, None, explanation, None)
+        if outcome.by_preferences:
+            return _reject(reasons.PREFERENCES_UNSATISFIABLE, None, explanation, None)
         return _reject(reasons.NO_ROUTE, None, explanation, None)
+
+    def _arrange(self, job: Job, chain: list[tuple[str, str]], cheapest: bool,
+                 prefs: Preferences | None) -> tuple[list[tuple[str, str, float]], int, list[str]]:
+        """The candidates in the order they are tried, how many of them the job's `order` put first, and the
+        filters that shaped it."""
+        quoted = [(p, m, self.quote(p, m, job.length, job.resolution, job.audio)) for p, m in chain]
+        applied = ["rule"]
+        if prefs is None:
+            if cheapest:
+                quoted.sort(key=_by_quote)  # stable: the rule's order breaks ties
+            return quoted, 0, applied
+        if cheapest or prefs.sort == "price":
+            quoted.sort(key=_by_quote)
+            if prefs.sort == "price":
+                applied.append("sort")
+        head: list[tuple[str, str, float]] = []
+        if prefs.order:
+            applied.append("order")
+            named: dict[tuple[str, str], None] = {}
+            for provider, model in prefs.order:
+                if model is not None:
+                    named[(provider, model)] = None
+                    continue
+                in_chain = [(p, m) for p, m, _ in quoted if p == provider]
+                named.update(dict.fromkeys(in_chain or [(provider, self.providers[provider]["model"])]))
+            head = [(p, m, self.quote(p, m, job.length, job.resolution, job.audio)) for p, m in named]
+            quoted = head + [c for c in quoted if (c[0], c[1]) not in named]
+        return quoted, len(head), applied
+
+    def _try_candidates(self, job: Job, job_id: str, availability: Availability | None,
+                        explanation: list[dict[str, Any]], prefs: Preferences | None, step: dict[str, Any],
+                        chain: list[tuple[str, str]], cheapest: bool, max_quote: float | None,
+                        outcome: _Tally) -> Decision | None:
+        """Each candidate through the filters, in order; the first that passes them all takes the job. Filters
+        without side effects come first: the availability check may claim a breaker's probe, the budget
+        charges the quote."""
+        quoted, ordered, applied = self._arrange(job, chain, cheapest, prefs)
+        if step.get("bucket") is not None:
+            applied.insert(1, "split")
+        applied.append("limits")
+        fallback_limit = len(quoted)
+        if prefs is not None:
+            if not prefs.fallbacks:
+                applied.append("allowFallbacks")
+                fallback_limit = ordered or 1
+            applied += [name for name, on in (("only", prefs.only), ("ignore", prefs.ignore),
+                                              ("consent", prefs.consent is False)) if on]
+        if max_quote is not None:
+            applied.append("tier")
+        max_price = prefs.max_price if prefs is not None else None
+        if max_price is not None:
+            applied.append("maxPrice")
+        if availability is not None:
+            applied.append("availability")
+            if self.budgets and availability.charge_budget is not None:
+                applied.append("budget")
+        step["filters"] = applied
+        by_price = cheapest or (prefs is not None and prefs.sort == "price")
+        tried: list[dict[str, Any]] = []
+        step["candidates"] = tried
+        for position, (provider_name, model, quote) in enumerate(quoted):
+            provider = self.providers[provider_name]
+            note: str | None = None
+            budget_key: str | None = None
+            dropped, skipped = self._drop(job, provider_name, provider, model, quote, position, fallback_limit, prefs,
+                                          max_quote, max_price)
+            if dropped is None and availability is not None:
+                ok, note = availability.check(provider_name, model, job_id)
+                if not ok:
+                    dropped, skipped, note = "availability", note, None
+            if dropped is None:
+                refusal = self._credits_refusal(job, provider_name, model, quote)
+                if refusal is not None:
+                    tried.append(_candidate(provider_name, model, quote, "credits", refusal))
+                    explanation.append({**step, "why": refusal})
+                    return _reject(reasons.INSUFFICIENT_CREDITS, step["rule"], explanation, None)
+                skipped, budget_key = self._charge(provider_name, quote, availability)
+                dropped = "budget" if skipped is not None else None
+            outcome.count(dropped, quote)
+            tried.append(_candidate(provider_name, model, quote, dropped, skipped))
+            if dropped is None:
+                later = "a cheaper candidate takes the job" if by_price else "an earlier candidate takes the job"
+                tried += [_candidate(p, m, q, None, f"not chosen: {later}") for p, m, q in quoted[position + 1:]]
+                chosen = f"routes to {provider_name}/{model} at ${quote:g}" + (" (the cheapest)" if by_price else "")
+                explanation.append({**step, "why": chosen + (f" ({note})" if note else "")})
+                return self._route_priced(job, provider_name, provider, model, quote, budget_key, step["rule"],
+                                          explanation)
+            if dropped == "tier" and not by_price:
+                break  # the rule's order is its price: it does not route to another candidate to save
+        explanation.append({**step, "matched": False, "why": "no candidate can take the job: " + "; ".join(
+            f"{c['provider']}/{c['model']} {c['skipped']}" for c in tried)})
+        return None
+
+    def _drop(self, job: Job, name: str, provider: Mapping[str, Any], model: str, quote: float, position: int,
+              fallback_limit: int, prefs: Preferences | None, max_quote: float | None,
+              max_price: float | None) -> tuple[str | None, str | None]:
+        """(the first filter that drops the candidate, why) before availability, or (None, None)."""
+        if not provider["enabled"]:
+            return "limits", "disabled in the routing table"
+        limit = _first_failure(provider["limits"], job)
+        if limit is not None:
+            return "limits", f"limit: {limit}"
+        if prefs is not None:
+            if position >= fallback_limit:
+                return "allowFallbacks", "the job allows no fallbacks"
+            if prefs.only is not None and not preferences.matches(prefs.only, name, model):
+                return "only", "not in the job's routing.only"
+            if prefs.ignore is not None and preferences.matches(prefs.ignore, name, model):
+                return "ignore", "in the job's routing.ignore"
+            if prefs.consent is False and name not in self.consent_safe:
+                return "consent", "no consent given, and the provider " + self.data_policy_note[name]
+        if max_quote is not None and quote > max_quote:
+            return "tier", f"over the {job.tier_policy} tier's limit: quote ${quote:g} > ${max_quote:g}"
+        if max_price is not None and quote > max_price:
+            return "maxPrice", f"quote ${quote:g} > the job's maxPriceUsd ${max_price:g}"
+        return None, None
 
     def _tier(self, job: Job) -> tuple[float | None, str]:
         return self.tiers.get(job.tier_policy, (None, "normal"))
@@ -388,6 +518,75 @@ class Engine:
             if budget_key is not None:
                 decision["budgetKey"] = budget_key
         return decision
+
+
+ORDER_RULE = "routing.order"  # the job's own order, tried where no rule of the table matched
+# Filters a job's own preferences apply: a job they leave without a candidate is preferences_unsatisfiable.
+_PREFERENCE_FILTERS = frozenset({"allowFallbacks", "only", "ignore", "consent"})
+
+
+class _Tally:
+    """Why candidates were dropped, across the rules tried: it names the rejection when none is left."""
+
+    __slots__ = ("held_back", "over_limit", "cheapest_over_price", "by_preferences")
+
+    def __init__(self) -> None:
+        self.held_back = False  # a candidate that fits the job is unavailable now (or its budget spent)
+        self.over_limit = False  # ... or the user's tier may not pay for it
+        self.cheapest_over_price: float | None = None  # ... or the job's maxPriceUsd is under its quote
+        self.by_preferences = False  # ... or the job's own preferences dropped it
+
+    def count(self, dropped: str | None, quote: float) -> None:
+        if dropped in ("availability", "budget"):
+            self.held_back = True
+        elif dropped == "tier":
+            self.over_limit = True
+        elif dropped == "maxPrice":
+            self.cheapest_over_price = quote if self.cheapest_over_price is None else min(quote,
+                                                                                          self.cheapest_over_price)
+        elif dropped in _PREFERENCE_FILTERS:
+            self.by_preferences = True
+
+
+def split_bucket(job_id: str) -> int:
+    """The job's bucket of 100 for a weighted split: a stable hash, so a replay or duplicate goes the same way."""
+    return int.from_bytes(hashlib.sha256(b"split\x00" + job_id.encode()).digest()[:8], "big") % 100
+
+
+Split = tuple[list[tuple[str, str, int]], list[float]]  # entries, and the bucket bound below which each is chosen
+
+
+def _chain(routes: list[Mapping[str, Any]], table: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [(route["provider"], route.get("model") or table["providers"][route["provider"]]["defaultModel"])
+            for route in routes]
+
+
+def _compile_split(entries: list[Mapping[str, Any]] | None, table: Mapping[str, Any]) -> Split | None:
+    if not entries:
+        return None
+    chain = _chain(entries, table)
+    weights = [entry["weight"] for entry in entries]
+    total, bounds, running = sum(weights), [], 0
+    for weight in weights:
+        running += weight
+        bounds.append(running * 100 / total)
+    return [(p, m, w) for (p, m), w in zip(chain, weights, strict=True)], bounds
+
+
+def _split_chain(split: Split, bucket: int) -> list[tuple[str, str]]:
+    """The entry the bucket falls in, then the others by weight (ties in the table's order)."""
+    entries, bounds = split
+    chosen = next(index for index, bound in enumerate(bounds) if bucket < bound)
+    rest = sorted((entry for index, entry in enumerate(entries) if index != chosen), key=lambda e: -e[2])
+    return [(entries[chosen][0], entries[chosen][1])] + [(p, m) for p, m, _ in rest]
+
+
+def _by_quote(candidate: tuple[str, str, float]) -> float:
+    return candidate[2]
+
+
+def _candidate(provider: str, model: str, quote: float, dropped: str | None, why: str | None) -> dict[str, Any]:
+    return {"provider": provider, "model": model, "quoteUsd": quote, "skipped": why, "droppedBy": dropped}
 
 
 def _first_failure(checks: list[Check], job: Job) -> str | None:

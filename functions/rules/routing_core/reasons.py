@@ -9,6 +9,9 @@ from __future__ import annotations
 NO_ROUTE = "no_route"
 INSUFFICIENT_CREDITS = "insufficient_credits"
 OVER_TIER_LIMIT = "over_tier_limit"
+INVALID_ROUTING = "invalid_routing"
+PREFERENCES_UNSATISFIABLE = "preferences_unsatisfiable"
+OVER_MAX_PRICE = "over_max_price"
 INVALID_LENGTH_RANGE = "invalid_length:must_be_1-300_seconds"
 INVALID_LENGTH_NAN = "invalid_length:not_a_number"
 MISSING_FIELD_PREFIX = "missing_required_field:"
@@ -47,6 +50,13 @@ REASON_CODES: dict[str, tuple[str, bool]] = {
     INSUFFICIENT_CREDITS: ("the chosen model's quote, in credits (the table's creditsPerUsd), is over the user's "
                            "balance, and the user's tier is not exempt", False),
     OVER_TIER_LIMIT: ("every candidate that could take the job quotes over the user's tier's maxQuoteUsd", False),
+    INVALID_ROUTING: ("the job's routing, consent or metadata is malformed (an unknown field, an unknown provider or "
+                      "model, maxPriceUsd <= 0, a sort outside the enum), or names both provider and routing; the "
+                      "explanation names the field", False),
+    PREFERENCES_UNSATISFIABLE: ("the job's own preferences (order without fallbacks, only, ignore, consent) dropped "
+                                "every candidate; the explanation names the filter that dropped each", False),
+    OVER_MAX_PRICE: ("candidates could take the job, but each quotes over the job's routing.maxPriceUsd; the "
+                     "rejection's quoteUsd is the cheapest quote", False),
     "missing_required_field:{field}": (
         "jobId, userId or prompt is absent, null, not a string or blank",
         False,

@@ -39,11 +39,17 @@ class When(_Strict):
     tier: list[Literal["standard", "premium"]] | None = Field(None, min_length=1)
     audio: bool | None = None
     minCredits: float | None = Field(None, ge=0)
+    metadata: dict[str, str] | None = Field(None, min_length=1, max_length=10,
+                                            description="the job's metadata holds each of these key/value pairs")
 
 
 class Route(_Strict):
     provider: str
     model: str | None = Field(None, min_length=1, description="defaults to the provider's defaultModel")
+
+
+class SplitEntry(Route):
+    weight: int = Field(ge=0, le=10000, description="share of jobs, relative to the other entries' weights")
 
 
 class Rule(_Strict):
@@ -52,12 +58,36 @@ class Rule(_Strict):
     when: When
     strategy: Literal["order", "cheapest"] = Field(
         "order", description="order: the first candidate that can take the job; cheapest: the lowest quote among them")
-    route: list[Route] = Field(min_length=1, description="candidates in order: the first available one is chosen")
+    route: list[Route] | None = Field(None, min_length=1,
+                                      description="candidates in order: the first available one is chosen")
+    split: list[SplitEntry] | None = Field(
+        None, min_length=1, description="in place of route: each job goes to one entry by weight, sticky per jobId; "
+                                        "the others stay its fallbacks in weight order")
 
     @field_validator("route", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _route_or_split(self) -> Rule:
+        if (self.route is None) == (self.split is None):
+            raise ValueError("give either route or split")
+        if self.split is not None and sum(entry.weight for entry in self.split) == 0:
+            raise ValueError("split weights sum to 0: no job could be sent")
+        return self
+
+    @property
+    def candidates(self) -> list[Route]:
+        return list(self.route or self.split or [])
+
+
+class DataPolicy(_Strict):
+    """What the provider does with a job's inputs: a job without consent goes only where both are false."""
+
+    retainsInputs: bool = Field(description="keeps inputs after the job beyond a delivery window of 24 hours")
+    trainsOnInputs: bool = Field(description="may train models on inputs")
+    source: str = Field(min_length=1, description="where the claim was read (a public page)")
 
 
 class Limits(_Strict):
@@ -120,6 +150,7 @@ class Provider(_Strict):
         default_factory=dict, description="a queue of its own for jobs of these priorities (the rest: queue)")
     dailyBudgetUsd: float | None = Field(None, gt=0, description="routed quotes per UTC day may not exceed it "
                                                                  "(an atomic counter; none: no counter, no request)")
+    dataPolicy: DataPolicy | None = Field(None, description="none: unknown, treated as retaining inputs")
     maxQueueAgeSec: int | None = Field(
         None, ge=60, description="saturated when the queue's oldest message is older (a CloudWatch alarm; >= 60 s, "
                                  "the metric's period)")
@@ -150,17 +181,18 @@ class RoutingTable(_Strict):
                 raise ValueError(f"{where}: duplicate rule name")
             seen.add(rule.name)
             candidates: set[tuple[str, str | None]] = set()
-            for position, route in enumerate(rule.route):
+            kind = "route" if rule.route is not None else "split"
+            for position, route in enumerate(rule.candidates):
                 if route.provider not in self.providers:
                     known = ", ".join(sorted(self.providers))
-                    raise ValueError(f"{where}: route[{position}].provider {route.provider!r} is not a provider "
+                    raise ValueError(f"{where}: {kind}[{position}].provider {route.provider!r} is not a provider "
                                      f"(known: {known})")
                 candidate = (route.provider, route.model or self.providers[route.provider].defaultModel)
                 if candidate in candidates:
-                    raise ValueError(f"{where}: route[{position}] repeats {candidate[0]}/{candidate[1]}")
+                    raise ValueError(f"{where}: {kind}[{position}] repeats {candidate[0]}/{candidate[1]}")
                 candidates.add(candidate)
                 if candidate[1] not in self.providers[route.provider].prices:
-                    raise ValueError(f"{where}: route[{position}] routes to {candidate[0]}/{candidate[1]}, which has "
+                    raise ValueError(f"{where}: {kind}[{position}] routes to {candidate[0]}/{candidate[1]}, which has "
                                      "no price (providers.{0}.prices)".format(candidate[0]))
         for name, provider in self.providers.items():
             if provider.defaultModel not in provider.prices:

@@ -1,0 +1,126 @@
+"""A job's own say in its route: the contract's `routing`, `consent` and `metadata`, read by hand.
+
+Plain Python because the rules Lambda imports it at cold start; the pydantic models in contract.py
+describe the same shape (a property test checks the two agree), and `known` adds what only the
+routing table can tell: whether a provider or model named in a list exists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+ROUTING_FIELDS = ("order", "only", "ignore", "allowFallbacks", "sort", "maxPriceUsd")
+SORTS = ("price",)  # an enum: later strategies ("latency", "quality") extend it
+MAX_SELECTORS = 20  # entries per list: bounds a decision's work
+MAX_METADATA_KEYS = 10
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 256
+
+Selector = tuple[str, "str | None"]  # (provider, model or None for any of its models)
+
+
+class Preferences:
+    """The job's preferences, parsed; `None` fields do not constrain."""
+
+    __slots__ = ("order", "only", "ignore", "fallbacks", "sort", "max_price", "consent", "given")
+
+    def __init__(self) -> None:
+        self.order: list[Selector] | None = None
+        self.only: list[Selector] | None = None
+        self.ignore: list[Selector] | None = None
+        self.fallbacks = True
+        self.sort: str | None = None
+        self.max_price: float | None = None
+        self.consent: bool | None = None  # consent.consentGiven; None: not stated (no filter)
+        self.given = False  # whether the job carried a `routing` object at all
+
+
+def matches(selectors: list[Selector], provider: str, model: str) -> bool:
+    return any(p == provider and (m is None or m == model) for p, m in selectors)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _selectors(field: str, value: Any, known: Mapping[str, frozenset[str]]) -> list[Selector]:
+    if not isinstance(value, list):
+        raise ValueError(f"routing.{field} must be a list of \"provider\" or \"provider/model\"")
+    if len(value) > MAX_SELECTORS:
+        raise ValueError(f"routing.{field} has {len(value)} entries, over {MAX_SELECTORS}")
+    selectors: list[Selector] = []
+    for index, entry in enumerate(value):
+        where = f"routing.{field}[{index}]"
+        if not isinstance(entry, str) or not entry:
+            raise ValueError(f"{where} must be \"provider\" or \"provider/model\"")
+        provider, _, model = entry.partition("/")  # model names hold '/' themselves (minimax/video-01)
+        models = known.get(provider)
+        if models is None:
+            raise ValueError(f"{where}: unknown provider (known: {', '.join(sorted(known))})")
+        if model and model not in models:
+            raise ValueError(f"{where}: {provider} has no model of that name (known: {', '.join(sorted(models))})")
+        selectors.append((provider, model or None))
+    return selectors
+
+
+def parse(detail: Mapping[str, Any], known: Mapping[str, frozenset[str]]) -> Preferences | None:
+    """The preferences, or None when the job states none; ValueError naming the field when malformed.
+    `known`: provider -> the models it has a price for."""
+    routing, consent = detail.get("routing"), detail.get("consent")
+    if routing is None and consent is None:
+        return None
+    prefs = Preferences()
+    if routing is not None:
+        if not isinstance(routing, dict):
+            raise ValueError("routing must be an object")
+        for key in routing:
+            if key not in ROUTING_FIELDS:
+                raise ValueError(f"routing.{_shown(key)}: unknown field (known: {', '.join(ROUTING_FIELDS)})")
+        prefs.given = True
+        for field in ("order", "only", "ignore"):
+            if routing.get(field) is not None:
+                setattr(prefs, field, _selectors(field, routing[field], known))
+        fallbacks = routing.get("allowFallbacks")
+        if fallbacks is not None:
+            if not isinstance(fallbacks, bool):
+                raise ValueError("routing.allowFallbacks must be true or false")
+            prefs.fallbacks = fallbacks
+        sort = routing.get("sort")
+        if sort is not None:
+            if sort not in SORTS:
+                raise ValueError(f"routing.sort must be one of: {', '.join(SORTS)}")
+            prefs.sort = sort
+        price = routing.get("maxPriceUsd")
+        if price is not None:
+            if not _number(price) or price <= 0:
+                raise ValueError("routing.maxPriceUsd must be a number > 0")
+            prefs.max_price = float(price)
+    if consent is not None:
+        if not isinstance(consent, dict) or set(consent) != {"consentGiven"} or \
+                not isinstance(consent["consentGiven"], bool):
+            raise ValueError("consent must be {\"consentGiven\": true or false}")
+        prefs.consent = consent["consentGiven"]
+    return prefs
+
+
+def check_metadata(value: Any) -> None:
+    """ValueError naming the problem when `metadata` is not an object of at most 10 short strings."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise ValueError("metadata must be an object of strings")
+    if len(value) > MAX_METADATA_KEYS:
+        raise ValueError(f"metadata has {len(value)} keys, over {MAX_METADATA_KEYS}")
+    for key, item in value.items():
+        if not 1 <= len(key) <= MAX_METADATA_KEY_CHARS:
+            raise ValueError(f"metadata keys must be 1..{MAX_METADATA_KEY_CHARS} characters")
+        if not isinstance(item, str) or len(item) > MAX_METADATA_VALUE_CHARS:
+            raise ValueError(f"metadata.{_shown(key)} must be a string of at most {MAX_METADATA_VALUE_CHARS} "
+                             "characters")
+
+
+def _shown(key: Any) -> str:
+    text = str(key)[:32]
+    return "".join(c if c.isalnum() or c in "_-" else "?" for c in text) or "?"
