@@ -42,7 +42,12 @@ def matches(selectors: list[Selector], provider: str, model: str) -> bool:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _selectors(field: str, value: Any, known: Mapping[str, frozenset[str]]) -> list[Selector]:
@@ -55,7 +60,9 @@ def _selectors(field: str, value: Any, known: Mapping[str, frozenset[str]]) -> l
         where = f"routing.{field}[{index}]"
         if not isinstance(entry, str) or not entry:
             raise ValueError(f"{where} must be \"provider\" or \"provider/model\"")
-        provider, _, model = entry.partition("/")  # model names hold '/' themselves (minimax/video-01)
+        provider, slash, model = entry.partition("/")  # model names hold '/' themselves (minimax/video-01)
+        if slash and not model:
+            raise ValueError(f"{where} must be \"provider\" or \"provider/model\"")
         models = known.get(provider)
         if models is None:
             raise ValueError(f"{where}: unknown provider (known: {', '.join(sorted(known))})")
