@@ -10,13 +10,14 @@ by PutEvents' limits (10 entries, 256 KB) and its failed entries retried with ba
 
 from __future__ import annotations
 
+import functools
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from routing_core.reasons import INVALID_LENGTH_RANGE
+from routing_core.reasons import INVALID_LENGTH_RANGE, INVALID_ROUTING
 
 from routing_manager.aws_limits import EVENTBRIDGE_ENTRY_BYTES
 from routing_manager.events import put_events_entry
@@ -42,9 +43,12 @@ class Published:
         return self.outcome == "sent"
 
 
-def validation_error(detail: Any) -> str | None:
-    """None for a job the contract accepts, else one line naming each bad field."""
+def validation_error(detail: Any, known_models: Mapping[str, frozenset[str]] | None = None) -> str | None:
+    """None for a job the contract accepts, else one line naming each bad field. `routing` names providers
+    and models: they are checked against `known_models` (provider -> its models), by default the routing
+    table the rules function ships with (ROUTING_TABLE_PATH overrides it, as for `explain`)."""
     from pydantic import ValidationError
+    from routing_core import preferences
     from routing_core.contract import SubmittedJob
 
     try:
@@ -58,7 +62,22 @@ def validation_error(detail: Any) -> str | None:
                 message = INVALID_LENGTH_RANGE  # the reason code the router would reject it with
             parts.append(f"{field}: {message}")
         return "; ".join(parts)
+    try:
+        preferences.parse(detail, known_models if known_models is not None else _bundled_models())
+    except ValueError as exc:
+        return f"{INVALID_ROUTING}: {exc}"
     return None
+
+
+@functools.cache
+def _bundled_models() -> dict[str, frozenset[str]]:
+    import os
+    from pathlib import Path
+
+    from routing_core.loading import DEFAULT_TABLE, load_table
+
+    table = load_table(Path(os.environ.get("ROUTING_TABLE_PATH") or DEFAULT_TABLE))
+    return {name: frozenset(spec.get("prices", {})) for name, spec in table["providers"].items()}
 
 
 def entry_size(entry: dict[str, Any]) -> int:

@@ -121,7 +121,12 @@ def _print_decision(origin: str, decision: Mapping[str, Any]) -> None:
     steps.add_column("because")
     for step in decision["explanation"]:
         steps.add_row(str(step["rule"]), "yes" if step["matched"] else "no", _printable(step["why"]))
+        if "filters" in step:
+            bucket = f"split bucket {step['bucket']} of 100; " if step.get("bucket") is not None else ""
+            steps.add_row("", "", f"  {bucket}filters: {' > '.join(step['filters'])}")
         for candidate in step.get("candidates", []):
+            dropped = f"dropped by {candidate['droppedBy']}: " if candidate.get("droppedBy") else ""
+            why = _printable(candidate["skipped"] or "chosen")
             steps.add_row("", "", f"  {candidate['provider']}/{_printable(candidate['model'])} "
-                                  f"${candidate['quoteUsd']:g}: {_printable(candidate['skipped'] or 'chosen')}")
+                                  f"${candidate['quoteUsd']:g}: {dropped}{why}")
     out.print(steps)

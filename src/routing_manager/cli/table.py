@@ -90,3 +90,61 @@ def table_validate(path: Annotated[Path, typer.Argument(help="A routing table JS
     except RoutingTableError as exc:
         raise fail(str(exc)) from None
     out.print(f"{path}: valid ({len(table['providers'])} providers, {len(table['rules'])} rules)")
+
+
+@table_app.command("show")
+def table_show(
+    path: Annotated[Path | None, typer.Argument(help="A routing table file (default: the one the rules function "
+                                                     "ships with).", metavar="FILE")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the validated table as one JSON object.")] = False,
+) -> None:
+    """Show a routing table: each provider with its data policy, each rule with its route or weighted split."""
+    from rich.table import Table
+    from routing_core.loading import DEFAULT_TABLE
+    from routing_core.table import RoutingTableError
+
+    source = path or DEFAULT_TABLE
+    try:
+        table = validated(source)
+    except OSError as exc:
+        raise fail(f"{source}: cannot read: {exc.strerror} (give a routing table JSON file)") from None
+    except RoutingTableError as exc:
+        raise fail("; ".join(line.strip() for line in str(exc).splitlines()).replace(":;", ":")) from None
+    if as_json:
+        out.print(json.dumps(table), markup=False, highlight=False)
+        return
+    providers = Table(title=f"providers ({source.name})", title_justify="left")
+    for column in ("provider", "enabled", "models (USD/s by resolution)", "data policy", "daily budget"):
+        providers.add_column(column)
+    for name, spec in table["providers"].items():
+        models = "; ".join(f"{model} " + ",".join(f"{res} {usd:g}" for res, usd in price["perSecondUsd"].items())
+                           for model, price in spec["prices"].items())
+        providers.add_row(name, "yes" if spec["enabled"] else "no", models, _data_policy(spec.get("dataPolicy")),
+                          "-" if spec.get("dailyBudgetUsd") is None else f"${spec['dailyBudgetUsd']:g}")
+    out.print(providers)
+    rules = Table(title="rules, in order", title_justify="left")
+    for column in ("rule", "when", "route"):
+        rules.add_column(column)
+    for rule in table["rules"]:
+        when = ", ".join(f"{key}={json.dumps(value)}" for key, value in rule["when"].items() if value is not None)
+        rules.add_row(rule["name"], when or "(any job)", _route_text(rule, table))
+    out.print(rules)
+
+
+def _data_policy(policy: dict[str, Any] | None) -> str:
+    if not policy:
+        return "unknown (treated as retaining inputs)"
+    claims = [label for label, on in (("retains inputs", policy["retainsInputs"]),
+                                      ("trains on inputs", policy["trainsOnInputs"])) if on]
+    return (", ".join(claims) or "neither retains nor trains on inputs") + f" (source: {policy['source']})"
+
+
+def _route_text(rule: dict[str, Any], table: dict[str, Any]) -> str:
+    def name(entry: dict[str, Any]) -> str:
+        return f"{entry['provider']}/{entry.get('model') or table['providers'][entry['provider']]['defaultModel']}"
+
+    if rule.get("split"):
+        total = sum(entry["weight"] for entry in rule["split"])
+        return "split: " + " | ".join(f"{name(entry)} {entry['weight'] * 100 / total:g}%" for entry in rule["split"])
+    order = " > ".join(name(entry) for entry in rule["route"])
+    return f"{order} (cheapest first)" if rule.get("strategy") == "cheapest" else order
