@@ -37,6 +37,12 @@ $(TOOLS)/aws/.installed: tools-requirements/awscli.txt
 	$(TOOLS)/aws/bin/pip install $(PIP_FLAGS) -r tools-requirements/awscli.txt
 	touch $@
 
+# LiteLLM, for the peer figure of `make bench` only (heavy: a venv of its own, not part of setup).
+$(TOOLS)/litellm/.installed: tools-requirements/litellm.txt
+	$(PYTHON) -m venv $(TOOLS)/litellm
+	$(TOOLS)/litellm/bin/pip install $(PIP_FLAGS) -r tools-requirements/litellm.txt
+	touch $@
+
 # AWS's ASL language service and asl-validator (npm, pinned by the lock file). Without node the
 # tests that use them skip and say so.
 $(ASL_TOOLS)/.installed: tools/asl/package.json tools/asl/package-lock.json
@@ -75,10 +81,10 @@ demo: $(BIN)/.installed
 	$(BIN)/routing-manager local run events/
 
 # Prints the figures and keeps them in .local/bench/; bench-record rewrites the tracked ones.
-bench: $(BIN)/.installed
+bench: $(BIN)/.installed $(TOOLS)/litellm/.installed
 	$(BIN)/python bench/run.py
 
-bench-record: $(BIN)/.installed
+bench-record: $(BIN)/.installed $(TOOLS)/litellm/.installed
 	$(BIN)/python bench/run.py --record
 
 schemas: $(BIN)/.installed

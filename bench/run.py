@@ -33,6 +33,68 @@ DETAILS = [
 ]
 
 
+# Every field of the job's `routing` object, consent and metadata: the most work preferences can ask for.
+FULL_PREFERENCES = {"jobId": "j5", "userId": "u", "prompt": "p", "lengthSec": 8, "resolution": "720p",
+                    "routing": {"order": ["replicate"], "only": ["fal", "replicate"], "ignore": ["fal/other"],
+                                "allowFallbacks": True, "sort": "price", "maxPriceUsd": 2.5},
+                    "consent": {"consentGiven": False}, "metadata": {"customer": "acme", "campaign": "ab"}}
+
+
+def engine_p50_us(details: list[dict[str, object]], n: int = 40_000) -> float:
+    """The median of single decisions (timer overhead, ~0.1 us, included), best of 5 runs."""
+    from routing_core.engine import Engine
+    from routing_core.loading import load_table
+
+    engine = Engine(load_table(), ENV)
+    engine.known_models = {**engine.known_models, "fal": engine.known_models["fal"] | {"other"}}
+    clock = time.perf_counter_ns
+    medians = []
+    for _ in range(5):
+        samples = []
+        for i in range(n):
+            detail = details[i % len(details)]
+            start = clock()
+            engine.decide(detail)
+            samples.append(clock() - start)
+        medians.append(statistics.median(samples) / 1000)
+    return min(medians)
+
+
+def litellm_simple_shuffle_p50_us() -> float | None:
+    """LiteLLM Router's simple-shuffle choice between two deployments, the peer figure: in the bench's own
+    venv (.venv-tools/litellm, `make bench` installs it), None where it is not installed."""
+    python = ROOT / ".venv-tools" / "litellm" / "bin" / "python"
+    if not python.exists():
+        return None
+    code = PEER_CODE
+    answer = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=600)
+    if answer.returncode != 0:
+        print(f"litellm peer figure not measured: {answer.stderr.strip().splitlines()[-1:]}", flush=True)
+        return None
+    return float(answer.stdout.strip().splitlines()[-1])
+
+
+PEER_CODE = """
+import statistics, time, logging, os
+os.environ["LITELLM_LOG"] = "ERROR"
+from litellm import Router
+router = Router(model_list=[
+    {"model_name": "video", "litellm_params": {"model": "openai/wan-i2v", "api_key": "x", "rpm": 100}},
+    {"model_name": "video", "litellm_params": {"model": "openai/minimax", "api_key": "x", "rpm": 100}},
+], routing_strategy="simple-shuffle")
+clock = time.perf_counter_ns
+medians = []
+for _ in range(5):
+    samples = []
+    for _ in range(20000):
+        start = clock()
+        router.get_available_deployment(model="video")
+        samples.append(clock() - start)
+    medians.append(statistics.median(samples) / 1000)
+print(min(medians))
+"""
+
+
 def engine_us_per_decision() -> float:
     from routing_core.engine import Engine
     from routing_core.loading import load_table
@@ -171,6 +233,20 @@ def main() -> None:
     results: dict[str, float] = {}
     results["engine_us_per_decision"] = engine_us_per_decision()
     print(f"engine: {results['engine_us_per_decision']:.2f} us per decision (goal <= 10)", flush=True)
+    results["engine_p50_us"] = engine_p50_us(DETAILS)
+    results["engine_p50_us_full_preferences"] = engine_p50_us([FULL_PREFERENCES])
+    print(f"engine p50: {results['engine_p50_us']:.2f} us without preferences, "
+          f"{results['engine_p50_us_full_preferences']:.2f} us with a full routing object (goal <= 10)", flush=True)
+    peer = litellm_simple_shuffle_p50_us()
+    if peer is not None:
+        results["litellm_simple_shuffle_p50_us"] = peer
+        results["peer_ratio"] = results["engine_p50_us"] / peer
+        results["peer_ratio_full_preferences"] = results["engine_p50_us_full_preferences"] / peer
+        print(f"peer: LiteLLM simple-shuffle p50 {peer:.2f} us; ratio {results['peer_ratio']:.3f} without "
+              f"preferences, {results['peer_ratio_full_preferences']:.3f} with (goal <= 0.2)", flush=True)
+    else:
+        print("peer: LiteLLM not installed in .venv-tools/litellm (make bench installs it): ratio not measured",
+              flush=True)
     handler = handler_latency_best_of()
     results.update(handler)
     print(f"warm handler, provider state loaded: p50 {handler['handler_p50_us']:.1f} us, p99 "

@@ -212,6 +212,7 @@ class Engine:
         self.credit_exempt_tiers = frozenset(credits.get("exemptTiers", [])) if credits else frozenset()
         self.explicit_preferred = table.get("explicitProvider") == "preferred"
         self.known_models = {name: frozenset(spec.get("prices", {})) for name, spec in table["providers"].items()}
+        self._selector_cache: dict[Any, list[preferences.Selector]] = {}
         policies = {name: spec.get("dataPolicy") for name, spec in table["providers"].items()}
         self.consent_safe = frozenset(name for name, policy in policies.items()
                                       if policy and not policy["retainsInputs"] and not policy["trainsOnInputs"])
@@ -280,7 +281,7 @@ class Engine:
                                f"lengthSec {length:g} outside {reasons.MIN_LENGTH_SEC}..{reasons.MAX_LENGTH_SEC}")
 
         try:
-            prefs = preferences.parse(detail, self.known_models)
+            prefs = preferences.parse(detail, self.known_models, self._selector_cache)
             preferences.check_metadata(detail.get("metadata"))
         except ValueError as exc:
             return _reject(reasons.INVALID_ROUTING, "validate", explanation, str(exc))
@@ -391,7 +392,9 @@ class Engine:
                     continue
                 in_chain = [(p, m) for p, m, _ in quoted if p == provider]
                 named.update(dict.fromkeys(in_chain or [(provider, self.providers[provider]["model"])]))
-            head = [(p, m, self.quote(p, m, job.length, job.resolution, job.audio)) for p, m in named]
+            known = {(p, m): q for p, m, q in quoted}
+            head = [(p, m, known[(p, m)] if (p, m) in known else self.quote(p, m, job.length, job.resolution,
+                                                                             job.audio)) for p, m in named]
             quoted = head + [c for c in quoted if (c[0], c[1]) not in named]
         return quoted, len(head), applied
 

@@ -15,12 +15,11 @@ def _depth_over(value: Any, limit: int) -> bool:
     stack = [(value, 1)]
     while stack:
         item, level = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
         if level > limit:
             return True
-        stack.extend((child, level + 1) for child in children)
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, (dict, list)):
+                stack.append((child, level + 1))
     return False
 
 
@@ -41,9 +40,15 @@ def check(detail: dict[str, Any]) -> tuple[str, str | None, str | None]:
             return "", reasons.JOB_ID_NOT_UNICODE, "jobId is not valid Unicode"
         if size > reasons.MAX_JOB_ID_BYTES:
             return "", reasons.JOB_ID_TOO_LONG, f"jobId is {size} bytes, over {reasons.MAX_JOB_ID_BYTES}"
-    if _depth_over(detail, reasons.MAX_DETAIL_DEPTH):
-        return "", reasons.JOB_TOO_DEEP, f"the detail nests over {reasons.MAX_DETAIL_DEPTH} levels"
-    text = json.dumps(detail, ensure_ascii=False, separators=(",", ":"))
+    too_deep = "", reasons.JOB_TOO_DEEP, f"the detail nests over {reasons.MAX_DETAIL_DEPTH} levels"
+    try:
+        text = json.dumps(detail, ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:  # nested far deeper than the limit
+        return too_deep
+    # Fewer brackets than the limit cannot nest deeper than it (brackets inside strings only add to the count):
+    # the walk, most of the check's cost, runs only for a detail that might.
+    if text.count("{") + text.count("[") > reasons.MAX_DETAIL_DEPTH and _depth_over(detail, reasons.MAX_DETAIL_DEPTH):
+        return too_deep
     size = _utf8_size(text)
     if size is None:
         return "", reasons.INVALID_ENCODING, "a string in the detail is not valid Unicode"

@@ -17,6 +17,7 @@ MAX_SELECTORS = 20  # entries per list: bounds a decision's work
 MAX_METADATA_KEYS = 10
 MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 256
+MAX_CACHED = 256  # parsed lists kept per engine
 
 Selector = tuple[str, "str | None"]  # (provider, model or None for any of its models)
 
@@ -28,8 +29,8 @@ class Preferences:
 
     def __init__(self) -> None:
         self.order: list[Selector] | None = None
-        self.only: list[Selector] | None = None
-        self.ignore: list[Selector] | None = None
+        self.only: frozenset[Selector] | None = None
+        self.ignore: frozenset[Selector] | None = None
         self.fallbacks = True
         self.sort: str | None = None
         self.max_price: float | None = None
@@ -37,8 +38,8 @@ class Preferences:
         self.given = False  # whether the job carried a `routing` object at all
 
 
-def matches(selectors: list[Selector], provider: str, model: str) -> bool:
-    return any(p == provider and (m is None or m == model) for p, m in selectors)
+def matches(selectors: frozenset[Selector], provider: str, model: str) -> bool:
+    return (provider, None) in selectors or (provider, model) in selectors
 
 
 def _number(value: Any) -> bool:
@@ -50,7 +51,26 @@ def _number(value: Any) -> bool:
         return False
 
 
-def _selectors(field: str, value: Any, known: Mapping[str, frozenset[str]]) -> list[Selector]:
+def _selectors(field: str, value: Any, known: Mapping[str, frozenset[str]],
+               cache: dict[Any, list[Selector]] | None) -> list[Selector]:
+    """The list's selectors; a list seen before (frontends send the same preferences job after job) is parsed
+    once per environment."""
+    if cache is None or not isinstance(value, list):
+        return _parse_selectors(field, value, known)
+    try:
+        key = (field, tuple(value))
+        found = cache.get(key)
+    except TypeError:  # an unhashable entry: malformed, and parsing says how
+        return _parse_selectors(field, value, known)
+    if found is None:
+        found = _parse_selectors(field, value, known)
+        if len(cache) >= MAX_CACHED:
+            cache.clear()
+        cache[key] = found
+    return found
+
+
+def _parse_selectors(field: str, value: Any, known: Mapping[str, frozenset[str]]) -> list[Selector]:
     if not isinstance(value, list):
         raise ValueError(f"routing.{field} must be a list of \"provider\" or \"provider/model\"")
     if len(value) > MAX_SELECTORS:
@@ -72,7 +92,8 @@ def _selectors(field: str, value: Any, known: Mapping[str, frozenset[str]]) -> l
     return selectors
 
 
-def parse(detail: Mapping[str, Any], known: Mapping[str, frozenset[str]]) -> Preferences | None:
+def parse(detail: Mapping[str, Any], known: Mapping[str, frozenset[str]],
+          cache: dict[Any, list[Selector]] | None = None) -> Preferences | None:
     """The preferences, or None when the job states none; ValueError naming the field when malformed.
     `known`: provider -> the models it has a price for."""
     routing, consent = detail.get("routing"), detail.get("consent")
@@ -86,9 +107,12 @@ def parse(detail: Mapping[str, Any], known: Mapping[str, frozenset[str]]) -> Pre
             if key not in ROUTING_FIELDS:
                 raise ValueError(f"routing.{_shown(key)}: unknown field (known: {', '.join(ROUTING_FIELDS)})")
         prefs.given = True
-        for field in ("order", "only", "ignore"):
-            if routing.get(field) is not None:
-                setattr(prefs, field, _selectors(field, routing[field], known))
+        if routing.get("order") is not None:
+            prefs.order = _selectors("order", routing["order"], known, cache)
+        if routing.get("only") is not None:
+            prefs.only = frozenset(_selectors("only", routing["only"], known, cache))
+        if routing.get("ignore") is not None:
+            prefs.ignore = frozenset(_selectors("ignore", routing["ignore"], known, cache))
         fallbacks = routing.get("allowFallbacks")
         if fallbacks is not None:
             if not isinstance(fallbacks, bool):
