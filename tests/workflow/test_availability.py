@@ -217,7 +217,7 @@ def test_a_saturated_queue_spills_jobs_over_until_its_alarm_clears(fresh_stack: 
                                                  "--region", "us-east-1", str(project.EVENTS / "routed-fal.json")]
                                            ).stdout)["explanation"]
     assert explanation[-1]["candidates"][0] == {"provider": "fal", "model": "wan-i2v", "quoteUsd": 0.64,
-                                                "skipped": "queue saturated"}
+                                                "skipped": "queue saturated", "droppedBy": "availability"}
 
     cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="drained")
     assert status(fresh_stack)[("fal", None)]["state"] == "available"
