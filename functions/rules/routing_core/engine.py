@@ -49,6 +49,8 @@ class Decision(TypedDict):
     budgetKey: NotRequired[str]  # route: the daily budget item charged with the quote (refunded if not enqueued)
     liveState: NotRequired[str]  # the provider state decided with: fresh, stale or unread (routing_core.live)
     liveStateAgeSec: NotRequired[float | None]  # seconds since its last good read (None: never read)
+    tableVersion: NotRequired[int]  # the routing table version that decided (0: the bundled one; rollout.py)
+    shadow: NotRequired[dict[str, Any]]  # what the shadow version would have decided (rollout.shadow_summary)
 
 
 class Job:
@@ -368,24 +370,24 @@ class Engine:
             return _reject(reasons.PREFERENCES_UNSATISFIABLE, None, explanation, None)
         return _reject(reasons.NO_ROUTE, None, explanation, None)
 
-    def _arrange(self, job: Job, chain: list[tuple[str, str]], cheapest: bool,
-                 prefs: Preferences | None) -> tuple[list[tuple[str, str, float]], int, list[str]]:
-        """The candidates in the order they are tried, how many of them the job's `order` put first, and the
-        filters that shaped it."""
+    def _arrange(self, job: Job, chain: list[tuple[str, str]], cheapest: bool, prefs: Preferences | None
+                 ) -> tuple[list[tuple[str, str, float]], frozenset[tuple[str, str]] | None, list[str]]:
+        """The candidates in the order they are tried; those that may take the job without fallbacks (None:
+        any), which are order's candidates, or else the rule's first after its own split and strategy; and
+        the filters that shaped the list."""
         quoted = [(p, m, self.quote(p, m, job.length, job.resolution, job.audio)) for p, m in chain]
         applied = ["rule"]
+        if cheapest:
+            quoted.sort(key=_by_quote)  # stable: the rule's order breaks ties
         if prefs is None:
-            if cheapest:
-                quoted.sort(key=_by_quote)  # stable: the rule's order breaks ties
-            return quoted, 0, applied
-        if cheapest or prefs.sort == "price":
+            return quoted, None, applied
+        rule_first = frozenset((p, m) for p, m, _ in quoted[:1])
+        if prefs.sort == "price":
             quoted.sort(key=_by_quote)
-            if prefs.sort == "price":
-                applied.append("sort")
-        head: list[tuple[str, str, float]] = []
+            applied.append("sort")
+        named: dict[tuple[str, str], None] = {}
         if prefs.order:
             applied.append("order")
-            named: dict[tuple[str, str], None] = {}
             for provider, model in prefs.order:
                 if model is not None:
                     named[(provider, model)] = None
@@ -396,7 +398,9 @@ class Engine:
             head = [(p, m, known[(p, m)] if (p, m) in known else self.quote(p, m, job.length, job.resolution,
                                                                              job.audio)) for p, m in named]
             quoted = head + [c for c in quoted if (c[0], c[1]) not in named]
-        return quoted, len(head), applied
+        if prefs.fallbacks:
+            return quoted, None, applied
+        return quoted, frozenset(named) if named else rule_first, applied
 
     def _try_candidates(self, job: Job, job_id: str, availability: Availability | None,
                         explanation: list[dict[str, Any]], prefs: Preferences | None, step: dict[str, Any],
@@ -405,15 +409,13 @@ class Engine:
         """Each candidate through the filters, in order; the first that passes them all takes the job. Filters
         without side effects come first: the availability check may claim a breaker's probe, the budget
         charges the quote."""
-        quoted, ordered, applied = self._arrange(job, chain, cheapest, prefs)
+        quoted, allowed, applied = self._arrange(job, chain, cheapest, prefs)
         if step.get("bucket") is not None:
             applied.insert(1, "split")
         applied.append("limits")
-        fallback_limit = len(quoted)
         if prefs is not None:
-            if not prefs.fallbacks:
+            if allowed is not None:
                 applied.append("allowFallbacks")
-                fallback_limit = ordered or 1
             applied += [name for name, on in (("only", prefs.only), ("ignore", prefs.ignore),
                                               ("consent", prefs.consent is False)) if on]
         if max_quote is not None:
@@ -433,7 +435,7 @@ class Engine:
             provider = self.providers[provider_name]
             note: str | None = None
             budget_key: str | None = None
-            dropped, skipped = self._drop(job, provider_name, provider, model, quote, position, fallback_limit, prefs,
+            dropped, skipped = self._drop(job, provider_name, provider, model, quote, allowed, prefs,
                                           max_quote, max_price)
             if dropped is None and availability is not None:
                 ok, note = availability.check(provider_name, model, job_id)
@@ -462,8 +464,8 @@ class Engine:
             f"{c['provider']}/{c['model']} {c['skipped']}" for c in tried)})
         return None
 
-    def _drop(self, job: Job, name: str, provider: Mapping[str, Any], model: str, quote: float, position: int,
-              fallback_limit: int, prefs: Preferences | None, max_quote: float | None,
+    def _drop(self, job: Job, name: str, provider: Mapping[str, Any], model: str, quote: float,
+              allowed: frozenset[tuple[str, str]] | None, prefs: Preferences | None, max_quote: float | None,
               max_price: float | None) -> tuple[str | None, str | None]:
         """(the first filter that drops the candidate, why) before availability, or (None, None)."""
         if not provider["enabled"]:
@@ -472,7 +474,7 @@ class Engine:
         if limit is not None:
             return "limits", f"limit: {limit}"
         if prefs is not None:
-            if position >= fallback_limit:
+            if allowed is not None and (name, model) not in allowed:
                 return "allowFallbacks", "the job allows no fallbacks"
             if prefs.only is not None and not preferences.matches(prefs.only, name, model):
                 return "only", "not in the job's routing.only"
