@@ -8,7 +8,9 @@ Behind two EventBridge rules:
   with `retryAfterSec`. After `cooldownSec` the rules Lambda lets one probe job through; its outcome
   closes the breaker or opens it again. `invalid_input` is the job's fault: never counted.
 - `CloudWatch Alarm State Change` of a queue-age alarm (`<stack>-saturated-<provider>`): ALARM marks
-  the provider saturated, OK clears it.
+  the provider saturated, OK clears it. Any other alarm of the stack that goes to ALARM ends a routing
+  table canary that names it in `--rollback-on` (routing_core.rollout): announced `routing.table.changed`
+  with `"by": "alarm"`.
 
 Shares routing_core (the routing table's breaker settings, the control-table items) with the rules
 function, hence the same code folder. Every transition is a conditional write, audited and announced
@@ -25,7 +27,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.logging import Logger
 from pydantic import ValidationError
-from routing_core import control
+from routing_core import control, rollout
 from routing_core.availability import STATE_PK, scope, state_of
 from routing_core.contract import (
     COMPLETED_DETAIL_TYPE,
@@ -165,8 +167,10 @@ def _write(where: str, state: str, what: str, reason: str | None, until: float |
 
 def on_alarm(detail: dict[str, Any]) -> dict[str, Any]:
     name = detail.get("alarmName")
-    if not isinstance(name, str) or not ALARM_PREFIX or not name.startswith(ALARM_PREFIX):
-        return _ignored(f"alarm {name!r} is not a queue-age alarm of this stack")
+    if not isinstance(name, str):
+        return _ignored("an alarm without a name")
+    if not ALARM_PREFIX or not name.startswith(ALARM_PREFIX):
+        return on_canary_alarm(name, (detail.get("state") or {}).get("value"))
     provider = name[len(ALARM_PREFIX):]
     if provider not in routing_table["providers"]:
         return _ignored(f"provider {provider!r} is not in the routing table")
@@ -191,3 +195,16 @@ def on_alarm(detail: dict[str, Any]) -> dict[str, Any]:
     control.record(ddb, events, TABLE, BUS, ROUTER_SOURCE, detail_out)
     logger.info("provider state changed", **detail_out)
     return {"saturated": saturated, "changed": True}
+
+
+def on_canary_alarm(name: str, value: Any) -> dict[str, Any]:
+    """An alarm of the stack in ALARM ends the routing table canary that named it (if one does)."""
+    if value != "ALARM":
+        return {"canaryEnded": False, "why": f"alarm {name} is {value}"}
+    change = rollout.end_canary(ddb, TABLE, name)  # Conflict (an operator changed it meanwhile): retried
+    if change is None:
+        return {"canaryEnded": False, "why": f"no canary rolls back on {name}"}
+    provider_state.invalidate()
+    control.record(ddb, events, TABLE, BUS, ROUTER_SOURCE, change, rollout.CHANGED_DETAIL_TYPE)
+    logger.warning("routing table canary ended by an alarm", **change)
+    return {"canaryEnded": True, **change}

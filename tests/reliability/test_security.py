@@ -26,9 +26,11 @@ STAR_ALLOWED = {
 }
 
 EXPECTED_ACTIONS = {
-    # Reads the provider states and claims probes (the "state" partition only: see the next test).
-    "RulesFunctionRole": {"dynamodb:Query", "dynamodb:UpdateItem"},
-    "ProviderEventsFunctionRole": {"dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:PutItem", "events:PutEvents"},
+    # Reads the provider states, claims probes, charges budgets, reads published tables and records
+    # shadow disagreements, each in its own partition (see the next test).
+    "RulesFunctionRole": {"dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem"},
+    "ProviderEventsFunctionRole": {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem",
+                                   "events:PutEvents"},
     "HeartbeatFunctionRole": {"lambda:InvokeFunction", "dynamodb:GetItem", "cloudwatch:PutMetricData"},
     "RoutingStateMachineRole": {"dynamodb:UpdateItem", "dynamodb:GetItem", "lambda:InvokeFunction", "sqs:SendMessage",
                                 "events:PutEvents", "cloudwatch:PutMetricData", *(a for a in STAR_ALLOWED
@@ -72,13 +74,19 @@ def test_each_role_has_only_the_actions_it_uses(packaged: tuple[dict[str, Any], 
         assert actions == EXPECTED_ACTIONS[name], name
 
 
-def test_the_rules_function_touches_only_the_provider_state_and_budget_partitions(
+def test_the_rules_function_touches_each_partition_only_as_it_needs(
         packaged: tuple[dict[str, Any], Path]) -> None:
     template, _ = packaged
-    [statement] = [s for p in template["Resources"]["RulesFunctionRole"]["Properties"]["Policies"]
-                   for s in _statements(p)]
-    assert statement["Resource"] == {"Fn::GetAtt": ["ProviderStateTable", "Arn"]}
-    assert statement["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["state", "budget"]}}
+    statements = [s for p in template["Resources"]["RulesFunctionRole"]["Properties"]["Policies"]
+                  for s in _statements(p)]
+    assert all(s["Resource"] == {"Fn::GetAtt": ["ProviderStateTable", "Arn"]} for s in statements)
+    grants = {(tuple(_as_list(s["Action"])), json.dumps(s["Condition"], sort_keys=True)) for s in statements}
+    assert grants == {
+        (("dynamodb:Query", "dynamodb:UpdateItem"),
+         json.dumps({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["state", "budget"]}})),
+        (("dynamodb:GetItem",), json.dumps({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["table"]}})),
+        (("dynamodb:PutItem",), json.dumps({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["shadow#*"]}})),
+    }
 
 
 def test_star_resources_only_where_aws_requires_them(packaged: tuple[dict[str, Any], Path]) -> None:

@@ -65,8 +65,8 @@ def test_samconfig_deploys_one_stack_per_stage() -> None:
 
 
 def test_alarms_cover_every_way_a_job_can_be_lost(sam: dict[str, Any]) -> None:
-    alarms = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]): a["Properties"]
-              for a in sam["Resources"].values() if a["Type"] == "AWS::CloudWatch::Alarm"}
+    alarms = {(a["Properties"].get("Namespace"), a["Properties"].get("MetricName", name)): a["Properties"]
+              for name, a in sam["Resources"].items() if a["Type"] == "AWS::CloudWatch::Alarm"}  # math: by name
     for metric in [("AWS/States", "ExecutionsTimedOut"), ("AWS/States", "ExecutionsAborted"),
                    ("AWS/States", "ExecutionsFailed"), ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
                    ("AWS/Events", "FailedInvocations"), ("AWS/Events", "InvocationsFailedToBeSentToDlq")]:

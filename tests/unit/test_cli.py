@@ -24,7 +24,7 @@ def test_explain_json_for_each_sample_event() -> None:
         decision = json.loads(result.stdout.strip())
         assert (decision["outcome"], decision["provider"]) == (outcome, provider)
         assert set(decision) == {"outcome", "provider", "model", "queue", "queueUrl", "reason", "rule", "explanation",
-                                 "quoteUsd", "quoteUsdText", "priority"}
+                                 "quoteUsd", "quoteUsdText", "priority", "tableVersion"}
 
 
 def test_explain_accepts_envelope_and_bare_detail(tmp_path: Path) -> None:

@@ -60,7 +60,9 @@ def test_routed_to_fal(stack: LocalStack) -> None:
 
     [event] = events_for(stack, detail["jobId"])
     assert (event["source"], event["detail-type"]) == ("routing.manager", "video.job.routed")
-    assert set(event["detail"]) == {"jobId", "provider", "model", "queue", "quoteUsd", "priority", "routedBy", "ts"}
+    assert set(event["detail"]) == {"jobId", "provider", "model", "queue", "quoteUsd", "priority", "routedBy", "ts",
+                                    "tableVersion"}
+    assert event["detail"]["tableVersion"] == 0  # the bundled table: nothing published
     assert (event["detail"]["provider"], event["detail"]["queue"]) == ("fal", "FalJobQueue")
     assert (event["detail"]["quoteUsd"], event["detail"]["priority"]) == (0.64, "normal")
     parse_time(event["detail"]["ts"])

@@ -140,6 +140,8 @@ class RoutedDetail(_Outbound):
                                                           "catalog); additive", examples=[0.64])
     priority: Literal["urgent", "high", "normal", "low"] | None = Field(
         None, description="the user's tier's priority (the routing table's tiers); additive")
+    tableVersion: int | None = Field(None, ge=0, description="the routing table version that decided (0: the "
+                                                             "bundled one); additive")
     routedBy: Literal["RoutingManager"] = "RoutingManager"
 
 
@@ -152,6 +154,8 @@ class RejectedDetail(_Outbound):
     retryable: bool | None = Field(None, description="true for operational failures that replay can fix")
     quoteUsd: float | None = Field(None, ge=0, description="over_max_price: the cheapest quote; additive",
                                    examples=[0.64])
+    tableVersion: int | None = Field(None, ge=0, description="the routing table version that decided (0: the "
+                                                             "bundled one; null: no table was used); additive")
 
 
 class _ProviderOutcome(BaseModel):
@@ -176,6 +180,19 @@ class JobCompletedDetail(_ProviderOutcome):
 
     model_config = ConfigDict(title="VideoJobCompleted")
     durationSec: float = Field(ge=0, examples=[42.5])
+
+
+class TableChangedDetail(BaseModel):
+    """Detail of `routing.table.changed` (source `routing.manager`): every change of which routing table
+    version decides (docs/ROUTING_TABLES.md)."""
+
+    model_config = ConfigDict(extra="forbid", title="RoutingTableChanged")
+    version: int = Field(ge=0, description="the version the change is about (0: the bundled table)")
+    mode: Literal["published", "shadow", "canary", "promoted", "rolled_back", "canary_ended"]
+    percent: float | None = Field(None, description="canary: its share of jobs; promoted: 100")
+    by: str = Field(description="caller ARN, or alarm (an alarm-gated rollback)")
+    reason: str | None = None
+    ts: str
 
 
 class ProviderChangedDetail(BaseModel):
@@ -228,6 +245,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "video.job.failed": JobFailedDetail,
     "video.job.completed": JobCompletedDetail,
     "routing.provider.changed": ProviderChangedDetail,
+    "routing.table.changed": TableChangedDetail,
     "jobs-table-record": JobRecord,
 }
 

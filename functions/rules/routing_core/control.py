@@ -51,17 +51,18 @@ def enable(ddb: Any, table: str, provider: str, model: str | None, by: str) -> d
     return change(scope(provider, model), "available", "enabled", by)
 
 
-def record(ddb: Any, events: Any, table: str, bus: str, source: str, detail: dict[str, Any]) -> None:
-    """Keep the change in the audit trail and announce it."""
+def record(ddb: Any, events: Any, table: str, bus: str, source: str, detail: dict[str, Any],
+           detail_type: str = CHANGED_DETAIL_TYPE) -> None:
+    """Keep the change in the audit trail and announce it (a provider's change, or a routing table's)."""
     expires = int(time.time()) + AUDIT_DAYS * 86400
     ddb.put_item(TableName=table, Item={
         "pk": {"S": AUDIT_PK}, "sk": {"S": f"{detail['ts']}#{uuid.uuid4().hex[:12]}"},
         "detail": {"S": json.dumps(detail)}, "expiresAt": {"N": str(expires)}})
-    result = events.put_events(Entries=[{"Source": source, "DetailType": CHANGED_DETAIL_TYPE,
+    result = events.put_events(Entries=[{"Source": source, "DetailType": detail_type,
                                          "Detail": json.dumps(detail), "EventBusName": bus}])
     if result.get("FailedEntryCount"):
         entry = result["Entries"][0]
-        raise RuntimeError(f"routing.provider.changed not published: {entry.get('ErrorCode')}")
+        raise RuntimeError(f"{detail_type} not published: {entry.get('ErrorCode')}")
 
 
 def audit_trail(ddb: Any, table: str, limit: int = 50) -> list[dict[str, Any]]:

@@ -77,6 +77,10 @@ class LiveState:
         self._reported = self.read_errors
         return errors
 
+    def note_read_error(self) -> None:
+        """A read of the control table made elsewhere (a published routing table) failed: counted alike."""
+        self.read_errors += 1
+
     def invalidate(self) -> None:
         self._read_at = float("-inf")
 

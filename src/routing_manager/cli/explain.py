@@ -66,6 +66,10 @@ def explain(
                                                     "output.", metavar="FILE")] = None,
     credit_balance: Annotated[float | None, typer.Option(help="Decide with this credit balance (the user's item in "
                                                               "the Credits table).", metavar="N")] = None,
+    table_version: Annotated[int | None, typer.Option(help="Decide with this routing table version published on the "
+                                                           "stack (0: the bundled table). --live without it: the "
+                                                           "version the stack would use for each job, canary "
+                                                           "included.", min=0, metavar="N")] = None,
     stack: StackOpt = None,
     profile: ProfileOpt = None,
     region: RegionOpt = None,
@@ -85,18 +89,33 @@ def explain(
     except (EventFileError, ValueError) as exc:
         raise fail(str(exc)) from None
     availability = _given_state(state) if state is not None else None
-    if live:
-        from routing_core.availability import Availability
-
-        from routing_manager import providers
+    pointer: Any = None
+    engines: dict[int, Any] = {0: engine}
+    ddb: Any = None
+    table_name = ""
+    if live or table_version:
+        from routing_core import rollout
 
         with _aws_errors():
             table_name = _provider_table(stack, profile, region, endpoint_url)
             ddb = cli._aws_client("dynamodb", profile, region, endpoint_url)
-            items = providers.read_items(ddb, table_name)
-        availability = Availability(items, charge_budget=providers.budget_peek(ddb, table_name))
+            if live:
+                from routing_core.availability import Availability
+
+                from routing_manager import providers
+
+                items = providers.read_items(ddb, table_name)
+                availability = Availability(items, charge_budget=providers.budget_peek(ddb, table_name))
+                pointer = rollout.Pointer(items.get(rollout.POINTER_SK))
     for event in events:
-        decision = engine.decide(event.detail, credit_balance, availability)
+        version = table_version
+        if version is None:
+            job_id = event.detail.get("jobId") if isinstance(event.detail, dict) else None
+            version = pointer.version_for(job_id)[0] if pointer is not None and isinstance(job_id, str) else 0
+        if version not in engines:
+            engines[version] = _published_engine(ddb, table_name, version)
+        decision = engines[version].decide(event.detail, credit_balance, availability)
+        decision["tableVersion"] = version
         del decision["submittedDetail"]  # the job itself, prompt included: what the record keeps, not a decision
         if as_json:
             out.print(json.dumps(decision), markup=False, highlight=False)
@@ -104,12 +123,29 @@ def explain(
         _print_decision(event.origin, decision)
 
 
+def _published_engine(ddb: Any, table_name: str, version: int) -> Any:
+    """The engine of a version published on the stack, with the queue URLs `explain` uses for the bundled one."""
+    from routing_core import rollout
+    from routing_core.engine import Engine
+
+    with _aws_errors():
+        try:
+            table = rollout.read_version(ddb, table_name, version)
+        except LookupError as exc:
+            raise fail(f"{exc} (see: routing-manager table versions)") from None
+    import os
+
+    urls = {spec["queueUrlEnv"]: os.environ.get(spec["queueUrlEnv"]) or f"https://sqs.local/{spec['queue']}"
+            for spec in table["providers"].values()}  # as _explain_engine does for the bundled table
+    return Engine(table, urls)
+
+
 def _print_decision(origin: str, decision: Mapping[str, Any]) -> None:
     title = f"{origin}: [bold]{decision['outcome']}[/bold]"
     table = Table(title=title, show_header=True, title_justify="left")
     table.add_column("field")
     table.add_column("value")
-    for key in ("provider", "model", "queue", "queueUrl", "quoteUsd", "priority", "reason", "rule"):
+    for key in ("provider", "model", "queue", "queueUrl", "quoteUsd", "priority", "reason", "rule", "tableVersion"):
         table.add_row(key, "-" if decision[key] is None else str(decision[key]))
     out.print(table)
     stale = live_state_line(decision)

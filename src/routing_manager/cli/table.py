@@ -9,7 +9,19 @@ from typing import Annotated, Any
 import typer
 
 from routing_manager import project
-from routing_manager.cli import EXIT_FAILED, app, fail, out, table_app
+from routing_manager.cli import (
+    EXIT_FAILED,
+    EndpointOpt,
+    ProfileOpt,
+    RegionOpt,
+    StackOpt,
+    _aws_errors,
+    app,
+    bad_usage,
+    fail,
+    out,
+    table_app,
+)
 
 
 def validated(path: Path) -> dict[str, Any]:
@@ -97,19 +109,37 @@ def table_show(
     path: Annotated[Path | None, typer.Argument(help="A routing table file (default: the one the rules function "
                                                      "ships with).", metavar="FILE")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the validated table as one JSON object.")] = False,
+    version: Annotated[int | None, typer.Option(help="A version published on the stack (table versions) instead of "
+                                                     "a file; 0 is the bundled table.", min=0, metavar="N")] = None,
+    stack: StackOpt = None, profile: ProfileOpt = None, region: RegionOpt = None, endpoint_url: EndpointOpt = None,
 ) -> None:
     """Show a routing table: each provider with its data policy, each rule with its route or weighted split."""
     from rich.table import Table
     from routing_core.loading import DEFAULT_TABLE
     from routing_core.table import RoutingTableError
 
+    if path is not None and version is not None:
+        raise bad_usage("FILE and --version together: choose one")
     source = path or DEFAULT_TABLE
-    try:
-        table = validated(source)
-    except OSError as exc:
-        raise fail(f"{source}: cannot read: {exc.strerror} (give a routing table JSON file)") from None
-    except RoutingTableError as exc:
-        raise fail("; ".join(line.strip() for line in str(exc).splitlines()).replace(":;", ":")) from None
+    if version:
+        from routing_core import rollout
+
+        from routing_manager.cli.tables import _stack
+
+        with _aws_errors():
+            target = _stack(stack, profile, region, endpoint_url)
+            try:
+                table = rollout.read_version(target.ddb, target.control_table, version)
+            except LookupError as exc:
+                raise fail(f"{exc} on stack {target.name} (see: routing-manager table versions)") from None
+        source = Path(f"version {version}")
+    else:
+        try:
+            table = validated(source)
+        except OSError as exc:
+            raise fail(f"{source}: cannot read: {exc.strerror} (give a routing table JSON file)") from None
+        except RoutingTableError as exc:
+            raise fail("; ".join(line.strip() for line in str(exc).splitlines()).replace(":;", ":")) from None
     if as_json:
         out.print(json.dumps(table), markup=False, highlight=False)
         return
