@@ -103,6 +103,7 @@ def lambda_handler(event: Any, context: Any) -> Decision:
         decision["liveState"], decision["liveStateAgeSec"] = freshness["liveState"], freshness["liveStateAgeSec"]
     if credits_first and decision["rule"] != "validate" and isinstance(detail, dict):
         decision = {**decider.read_credits_first(decision, detail), "tableVersion": version}
+    decision["recordAttributes"] = rollout.record_attributes(decision)
     if dry_run and availability is not None:
         decision["providers"] = by_provider(availability.scopes(decider.candidates()))
     # Never the prompt or other job content: only what the decision says. One log line per decision:

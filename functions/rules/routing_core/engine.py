@@ -51,6 +51,7 @@ class Decision(TypedDict):
     liveStateAgeSec: NotRequired[float | None]  # seconds since its last good read (None: never read)
     tableVersion: NotRequired[int]  # the routing table version that decided (0: the bundled one; rollout.py)
     shadow: NotRequired[dict[str, Any]]  # what the shadow version would have decided (rollout.shadow_summary)
+    recordAttributes: NotRequired[dict[str, Any]]  # tableVersion and shadow as DynamoDB values, for the job record
 
 
 class Job:

@@ -131,6 +131,24 @@ def shadow_summary(version: int, decision: Mapping[str, Any]) -> dict[str, Any]:
             "model": decision["model"], "reason": decision["reason"]}
 
 
+def _attribute(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int | float):
+        return {"N": str(value)}
+    if isinstance(value, Mapping):
+        return {"M": {key: _attribute(item) for key, item in value.items()}}
+    return {"S": str(value)}
+
+
+def record_attributes(decision: Mapping[str, Any]) -> dict[str, Any]:
+    """The decision's table version and shadow, typed for the job record: the workflow's MarkRouted and
+    MarkRejected write them as they are (JSONPath cannot type a value that may be absent)."""
+    return {"tableVersion": _attribute(decision.get("tableVersion")), "shadow": _attribute(decision.get("shadow"))}
+
+
 def route_of(decision: Mapping[str, Any]) -> str:
     """What a decision did, as `table diff` groups it: provider/model, or the reason."""
     if decision.get("provider"):
