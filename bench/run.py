@@ -106,28 +106,49 @@ def engine_us_per_decision() -> float:
 
 
 class _ControlTable:
-    """Stands in for DynamoDB: the provider state a deployed function reads (a few scopes, one paused)."""
+    """Stands in for DynamoDB: the provider state a deployed function reads (a few scopes, one paused) and,
+    with a shadow, the routing table pointer and version 1's body (a table whose first rule routes the other
+    way round, so every job it matches disagrees and writes a disagreement: the costly case)."""
 
-    def __init__(self) -> None:
-        self.queries = 0
+    def __init__(self, shadow: bool = False) -> None:
+        self.queries = self.puts = 0
+        self.shadow = shadow
 
     def query(self, **_: object) -> dict[str, object]:
         self.queries += 1
-        return {"Items": [
+        items: list[dict[str, object]] = [
             {"pk": {"S": "state"}, "sk": {"S": "fal#wan-i2v-pro"}, "disabledReason": {"S": "bench"}},
             {"pk": {"S": "state"}, "sk": {"S": "replicate"}, "closedAt": {"N": "1"}},
             {"pk": {"S": "state"}, "sk": {"S": "fal"}, "saturatedSince": {"N": "1"}},
-        ]}
+        ]
+        if self.shadow:
+            items.append({"pk": {"S": "state"}, "sk": {"S": "#table"}, "active": {"N": "0"}, "shadow": {"N": "1"},
+                          "rev": {"N": "1"}})
+        return {"Items": items}
+
+    def get_item(self, **_: object) -> dict[str, object]:
+        from routing_core import rollout
+        from routing_core.loading import load_table
+
+        table = load_table()
+        table["rules"][0]["route"].reverse()
+        body = rollout.body_of(table)
+        return {"Item": {"body": {"S": body}, "sha256": {"S": rollout.digest(body)}}}
+
+    def put_item(self, **_: object) -> dict[str, object]:
+        self.puts += 1
+        return {}
 
 
-def handler_latency_us(n: int = 6000) -> dict[str, float]:
+def handler_latency_us(n: int = 6000, shadow: bool = False) -> dict[str, float]:
     """The warm handler as deployed, provider state loaded (and re-read every 2 s) from a control table,
-    and, interleaved in blocks so both see the same machine, without any provider state."""
+    and, interleaved in blocks so both see the same machine, without any provider state. With `shadow`,
+    a published table decides every job again in shadow."""
     os.environ.update({**ENV, "PROVIDER_STATE_TABLE": "bench-provider-state"})
     sink = io.StringIO()  # stands in for the pipe Lambda reads stdout from
     with contextlib.redirect_stdout(sink):
         import app  # Powertools binds its log handler to the stdout of import time
-    table = _ControlTable()
+    table = _ControlTable(shadow)
     live = app.provider_state
     live._client = table
 
@@ -151,13 +172,13 @@ def handler_latency_us(n: int = 6000) -> dict[str, float]:
     with_state = samples[True]
     return {"handler_p50_us": statistics.median(with_state), "handler_p99_us": with_state[int(len(with_state) * 0.99)],
             "handler_without_provider_state_p50_us": statistics.median(samples[False]),
-            "provider_state_reads": float(table.queries)}
+            "provider_state_reads": float(table.queries), "shadow_disagreements_written": float(table.puts)}
 
 
-def handler_latency_best_of(processes: int = 3) -> dict[str, float]:
+def handler_latency_best_of(processes: int = 3, shadow: bool = False) -> dict[str, float]:
     """handler_latency_us in fresh interpreters, the quietest one kept: on a shared machine one process's
     figures can be twice another's (as timeit advises, the minimum is the estimate noise inflates least)."""
-    code = "import json, run; print(json.dumps(run.handler_latency_us()))"
+    code = f"import json, run; print(json.dumps(run.handler_latency_us(shadow={shadow})))"
     runs = [json.loads(subprocess.run([sys.executable, "-c", code], cwd=ROOT / "bench", check=True,
                                       capture_output=True, text=True).stdout) for _ in range(processes)]
     return min(runs, key=lambda r: r["handler_p50_us"])
@@ -253,6 +274,12 @@ def main() -> None:
           f"{handler['handler_p99_us']:.1f} us (goal p50 <= 100); without provider state p50 "
           f"{handler['handler_without_provider_state_p50_us']:.1f} us; {handler['provider_state_reads']:.0f} "
           "control-table read(s) for 3,000 decisions", flush=True)
+    shadowed = handler_latency_best_of(shadow=True)
+    results["handler_with_shadow_p50_us"] = shadowed["handler_p50_us"]
+    results["handler_with_shadow_p99_us"] = shadowed["handler_p99_us"]
+    print(f"warm handler, a shadow table deciding every job again: p50 {shadowed['handler_p50_us']:.1f} us, "
+          f"p99 {shadowed['handler_p99_us']:.1f} us (goal p50 <= 100); "
+          f"{shadowed['shadow_disagreements_written']:.0f} disagreement(s) written", flush=True)
     ratio, cold_ms, bare_ms, rss = cold_init()
     results.update(cold_init_ratio=ratio, cold_init_ms=cold_ms, bare_interpreter_ms=bare_ms, cold_init_peak_rss_mb=rss)
     print(f"cold init: {cold_ms:.1f} ms vs bare {bare_ms:.1f} ms = {ratio:.2f}x (goal <= 6x), "
