@@ -57,7 +57,7 @@ test: setup
 
 # Seconds, not minutes: no local stack, no external linters (`make test` runs everything).
 unit: $(BIN)/.installed
-	$(BIN)/pytest -m "not local_stack and not slow" tests
+	$(BIN)/pytest -n 2 -m "not local_stack and not slow" tests
 
 # Every workflow path on the local stack, run again on a second ASL interpreter (also in `make test`).
 differential: setup

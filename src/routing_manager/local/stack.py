@@ -235,11 +235,28 @@ def _create_event_tap(session: Any, endpoint_url: str | None, bus: str, stack_na
 _IN_PROCESS_SERVER: dict[str, str] = {}
 
 
+
+def _quick_stop_server(**kwargs: Any) -> Any:
+    """moto's threaded server, stopped in 50 ms rather than the 0.5 s of socketserver's default poll
+    (every block of mocked_aws paid it: a tenth of the unit suite)."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from moto.server import ThreadedMotoServer
+    from werkzeug.serving import make_server
+
+    class QuickStop(ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            self._server = make_server(self._ip_address, self._port, DomainDispatcherApplication(create_backend_app),
+                                       True, request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever(poll_interval=0.05)
+
+    return QuickStop(**kwargs)
+
+
 @contextlib.contextmanager
 def mocked_aws() -> Iterator[None]:
     """moto's in-process AWS with the interpreter on, and dummy credentials, for the block."""
     from moto import mock_aws
-    from moto.server import ThreadedMotoServer
 
     env = {"AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     saved = {k: os.environ.get(k) for k in env}
@@ -247,7 +264,7 @@ def mocked_aws() -> Iterator[None]:
     try:
         with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
             # The functions' processes reach the same in-process moto over HTTP (a server shares its backends).
-            server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            server = _quick_stop_server(ip_address="127.0.0.1", port=0, verbose=False)
             server.start()
             _IN_PROCESS_SERVER["endpoint"] = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
             try:
