@@ -1,6 +1,6 @@
 """Routing tables changed live on `local up`, over HTTP: the operator CLI publishes, shadows, canaries,
-promotes and rolls back; the aws CLI submits jobs and moves an alarm; the records, the metrics and the
-announcements say which version decided. No redeploy, no restart.
+promotes and rolls back; boto3 submits jobs as a frontend does in bulk; the aws CLI lists and moves an
+alarm; the records, the metrics and the announcements say which version decided. No redeploy, no restart.
 
 Version 1 sends short 720p jobs to Replicate first (the bundled version 0 sends them to fal). Each test
 starts from version 0 alone (`table rollback`) and awaits the change it makes: the rules function reads
@@ -56,9 +56,19 @@ def job_in(bucket: range) -> dict[str, Any]:
     return detail
 
 
+def run_all(up: LocalUp, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Submit with boto3, as a frontend publishes in bulk (10 entries a call); each job's final record."""
+    events = up.client("events")
+    for start in range(0, len(jobs), 10):
+        answer = events.put_events(Entries=[{"Source": "frontend.api", "DetailType": "video.job.submitted",
+                                             "Detail": json.dumps(d)} for d in jobs[start:start + 10]])
+        assert answer["FailedEntryCount"] == 0, answer
+    return [up.outcome(d["jobId"]) for d in jobs]
+
+
 def awaited(up: LocalUp, wanted: str, bucket: range = range(100), what: str = "") -> None:
     """Submit jobs until one is routed `wanted` (provider/model): the rules function has read the change."""
-    until(lambda: route(up.run(job_in(bucket))) == wanted, 30, what or f"jobs routed to {wanted}")
+    until(lambda: route(run_all(up, [job_in(bucket)])[0]) == wanted, 30, what or f"jobs routed to {wanted}")
 
 
 def from_version_0(up: LocalUp) -> None:
@@ -97,9 +107,10 @@ def test_published_versions_are_listed_and_shown(up: LocalUp, v1: int, tmp_path:
 def test_a_shadow_changes_no_route_and_diff_counts_what_it_would_have(up: LocalUp, v1: int) -> None:
     from_version_0(up)
     up.cli("table", "shadow", str(v1))
-    until(lambda: (up.run(job()).get("shadow") or {}).get("version") == v1, 30, "a record with the shadow decision")
+    until(lambda: (run_all(up, [job()])[0].get("shadow") or {}).get("version") == v1, 30,
+          "a record with the shadow decision")
     jobs = [job() for _ in range(5)]
-    records = [up.run(detail) for detail in jobs]
+    records = run_all(up, jobs)
     assert {route(r) for r in records} == {FAL}  # the shadow decides nothing
     assert all(r["tableVersion"] == 0 for r in records)
     assert all(r["shadow"] == {"version": v1, "outcome": "route", "provider": "replicate",
@@ -120,12 +131,7 @@ def test_a_canary_decides_its_share_sticky_by_job_id(up: LocalUp, v1: int, tmp_p
     assert answer["status"]["canary"] == {"version": v1, "percent": 50}
     awaited(up, REPLICATE, range(50), "the canary deciding its share")
     jobs = [job() for _ in range(200)]
-    events = up.client("events")  # boto3, as a frontend publishes in bulk: 10 entries a call
-    for start in range(0, len(jobs), 10):
-        answer = events.put_events(Entries=[{"Source": "frontend.api", "DetailType": "video.job.submitted",
-                                             "Detail": json.dumps(d)} for d in jobs[start:start + 10]])
-        assert answer["FailedEntryCount"] == 0, answer
-    records = {d["jobId"]: up.outcome(d["jobId"]) for d in jobs}
+    records = dict(zip((d["jobId"] for d in jobs), run_all(up, jobs), strict=True))
     to_replicate = sum(route(r) == REPLICATE for r in records.values())
     assert 90 <= to_replicate <= 110, to_replicate  # 50 % ± 10 points
     for job_id, record in records.items():  # sticky: the jobId's canary bucket decides, on any replay
@@ -145,7 +151,7 @@ def test_promote_then_rollback(up: LocalUp, v1: int, tmp_path: Path) -> None:
     up.cli("table", "promote", str(v1))
     assert status(up)["active"] == v1
     awaited(up, REPLICATE, what="the promoted version deciding")
-    records = [up.run(job()) for _ in range(4)]
+    records = run_all(up, [job() for _ in range(4)])
     assert {(route(r), r["tableVersion"]) for r in records} == {(REPLICATE, v1)}
     path = tmp_path / "job.json"
     path.write_text(json.dumps(job()))
@@ -155,7 +161,7 @@ def test_promote_then_rollback(up: LocalUp, v1: int, tmp_path: Path) -> None:
     up.cli("table", "rollback")
     assert status(up)["active"] == 0
     awaited(up, FAL, what="the version before the promote deciding again")
-    records = [up.run(job()) for _ in range(4)]
+    records = run_all(up, [job() for _ in range(4)])
     assert {(route(r), r["tableVersion"]) for r in records} == {(FAL, 0)}
     modes = [a["mode"] for a in announcements(up) if a["by"] != "alarm"]
     assert modes[-2:] == ["promoted", "rolled_back"]
