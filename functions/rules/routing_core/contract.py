@@ -164,6 +164,14 @@ class _ProviderOutcome(BaseModel):
     provider: str = Field(min_length=1, max_length=64, examples=["fal"])
     model: str = Field(min_length=1, max_length=256, examples=["wan-i2v"])
 
+    # Statistics are learnt from these figures: "42" or true is an invoker's bug, not a duration.
+    @field_validator("durationSec", "costUsd", "qualityScore", mode="before", check_fields=False)
+    @classmethod
+    def _json_number(cls, value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError("must be a JSON number")
+        return value
+
 
 class JobFailedDetail(_ProviderOutcome):
     """Detail of `video.job.failed`, from a provider invoker (any source but `routing.manager`): feeds the
@@ -173,13 +181,22 @@ class JobFailedDetail(_ProviderOutcome):
     errorType: Literal["provider_error", "rate_limited", "timeout", "invalid_input"]
     retryAfterSec: float | None = Field(None, gt=0, le=86400, description="rate_limited: the provider's "
                                                                           "Retry-After; opens the breaker that long")
+    durationSec: float | None = Field(None, ge=0, le=86400, allow_inf_nan=False, examples=[30.0],
+                                      description="the provider's processing time until it failed; additive")
 
 
 class JobCompletedDetail(_ProviderOutcome):
     """Detail of `video.job.completed`, from a provider invoker (any source but `routing.manager`)."""
 
     model_config = ConfigDict(title="VideoJobCompleted")
-    durationSec: float = Field(ge=0, examples=[42.5])
+    # Optional since issue 25: an invoker that cannot time the job still reports its outcome.
+    durationSec: float | None = Field(None, ge=0, le=86400, allow_inf_nan=False, examples=[42.5],
+                                      description="the provider's processing time")
+    costUsd: float | None = Field(None, ge=0, le=10000, allow_inf_nan=False, examples=[0.61],
+                                  description="what the provider charged for the job; additive")
+    qualityScore: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, examples=[0.82],
+                                       description="0..1 from any evaluator (an automatic metric or a user "
+                                                   "rating); additive")
 
 
 class TableChangedDetail(BaseModel):
