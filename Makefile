@@ -10,7 +10,7 @@ export AWS_ACCESS_KEY_ID ?= testing
 export AWS_SECRET_ACCESS_KEY ?= testing
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup test unit differential test-without-speedups lint demo bench bench-record schemas lock graph clean build lock-requirements
+.PHONY: setup test coverage unit differential test-without-speedups lint demo bench bench-record schemas lock graph clean build lock-requirements
 
 setup: $(BIN)/.installed $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed $(TOOLS)/aws/.installed $(ASL_TOOLS)/.installed
 
@@ -53,7 +53,13 @@ test: setup
 	$(BIN)/ruff check src functions tests bench
 	$(BIN)/mypy
 	$(BIN)/mypy --ignore-missing-imports functions/heartbeat/app.py
-	$(BIN)/pytest -n 2 --dist loadscope --durations=10 --cov --cov-report=term --cov-report=xml tests
+	$(BIN)/pytest -n 2 --durations=10 --cov --cov-report=term --cov-report=xml -m "not local_stack" tests
+	$(BIN)/pytest -n 2 --dist loadscope --durations=10 -p no:cov -m local_stack tests
+
+# The whole suite under coverage: coverage's tracer costs the local-stack tests 40 % more time (Python
+# 3.11 has no sys.monitoring), so `make test` measures it on the in-process tests only.
+coverage: setup
+	$(BIN)/pytest -n 2 --dist loadscope --cov --cov-report=term --cov-report=xml tests
 
 # Seconds, not minutes: no local stack, no external linters (`make test` runs everything).
 unit: $(BIN)/.installed
