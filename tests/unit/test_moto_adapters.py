@@ -306,3 +306,55 @@ def test_a_failing_async_target_is_tried_three_times_then_recorded() -> None:
     assert len(moto_adapters.ASYNC_FAILURES) == before
     assert (failure.function, failure.error) == ("f", "RuntimeError: down")
 
+
+
+def _logged_machine(definition: dict, level: str) -> tuple[str, str]:  # type: ignore[type-arg]
+    """A CloudFormation EXPRESS machine logging to a group of its own, as template.yaml declares it."""
+    cfn = boto3.client("cloudformation", region_name="us-east-1")
+    group = f"/aws/vendedlogs/states/g{time.monotonic_ns()}"
+    template = {"Resources": {
+        "Role": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {}}},
+        "Logs": {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": group}},
+        "M": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {
+            "StateMachineType": "EXPRESS", "DefinitionString": json.dumps(definition),
+            "RoleArn": {"Fn::GetAtt": ["Role", "Arn"]},
+            "LoggingConfiguration": {"Level": level, "IncludeExecutionData": False, "Destinations": [
+                {"CloudWatchLogsLogGroup": {"LogGroupArn": {"Fn::GetAtt": ["Logs", "Arn"]}}}]}}}},
+        "Outputs": {"Arn": {"Value": {"Ref": "M"}}}}
+    name = f"s{time.monotonic_ns()}"
+    cfn.create_stack(StackName=name, TemplateBody=json.dumps(template))
+    return cfn.describe_stacks(StackName=name)["Stacks"][0]["Outputs"][0]["OutputValue"], group
+
+
+def _execution_log(group: str, arn: str, expect_lines: bool = True) -> list[dict]:  # type: ignore[type-arg]
+    """The execution's log events; awaited, as the log is written just after the execution ends."""
+    logs = boto3.client("logs", region_name="us-east-1")
+    for _ in range(400):
+        found = logs.filter_log_events(logGroupName=group, filterPattern=f'"{arn}"')["events"]
+        if found or not expect_lines:
+            break
+        time.sleep(0.005)
+    return [json.loads(e["message"]) for e in found]
+
+
+def test_an_execution_logs_its_states_by_level_without_its_data() -> None:
+    passing = {"StartAt": "A", "States": {"A": {"Type": "Pass", "Result": {"secret": 1}, "Next": "B"},
+                                          "B": {"Type": "Pass", "End": True}}}
+    failing = {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Boom", "Cause": "why"}}}
+    with mocked_aws():
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        runs = {}
+        for key, definition, level in (("all", passing, "ALL"), ("error-ok", passing, "ERROR"),
+                                       ("error-fail", failing, "ERROR"), ("off", failing, "OFF")):
+            machine, group = _logged_machine(definition, level)
+            arn = sfn.start_execution(stateMachineArn=machine, name=key,
+                                      input=json.dumps({"prompt": "hidden"}))["executionArn"]
+            _wait(arn)
+            # Nothing to await for a level that writes nothing: the runs before it have shown their logs.
+            runs[key] = _execution_log(group, arn, expect_lines=key in ("all", "error-fail"))
+    entered = [e["details"]["name"] for e in runs["all"] if e["type"] == "PassStateEntered"]
+    assert entered == ["A", "B"]
+    assert all(e["execution_arn"] and e["event_timestamp"].isdigit() for e in runs["all"])
+    assert "hidden" not in json.dumps(runs["all"]) and "secret" not in json.dumps(runs["all"])
+    assert runs["error-ok"] == [] and runs["off"] == []
+    assert [e["type"] for e in runs["error-fail"]] == ["ExecutionFailed"]

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from routing_manager.local import moto_adapters as adapters
 from routing_manager.local.stack import mocked_aws
 from tests.doubles import HandlerFunction
-from tests.unit.test_moto_adapters import _machine, _wait
+from tests.unit.test_moto_adapters import _execution_log, _logged_machine, _machine, _wait
 
 pytestmark = pytest.mark.local_stack
 REGION = "us-east-1"
@@ -261,3 +261,11 @@ def test_an_alarm_state_change_reaches_eventbridge(aws_without: None) -> None:
     [message] = sqs.receive_message(QueueUrl=url).get("Messages", [])
     event = json.loads(message["Body"])
     assert (event["detail-type"], event["detail"]["state"]["value"]) == ("CloudWatch Alarm State Change", "ALARM")
+
+
+@with_and_without(adapters.log_executions_to_cloudwatch, "an execution writes nothing to its machine's log group")
+def test_an_execution_writes_its_history_to_its_log_group(aws_without: None) -> None:
+    machine, group = _logged_machine(PASS, "ALL")
+    arn = boto3.client("stepfunctions", region_name=REGION).start_execution(stateMachineArn=machine)["executionArn"]
+    _wait(arn)
+    assert "PassStateEntered" in [e["type"] for e in _execution_log(group, arn)]

@@ -253,6 +253,8 @@ class JobRecord(BaseModel):
     submittedDetail: str | None = Field(None, description="the submitted job's detail (JSON), kept from the claim on "
                                                           "so that a failed or abandoned job can be replayed")
     attempts: int | None = Field(None, description="claims taken, replays included")
+    executions: list[str] | None = Field(None, description="every execution that claimed the job, first to last: "
+                                                        "its replay history (job show)")
     tableVersion: int | None = Field(None, description="routed or rejected: the routing table version that decided "
                                                       "(0: the bundled one; docs/ROUTING_TABLES.md)")
     shadow: dict[str, Any] | None = Field(None, description="while a table runs in shadow: what it would have "

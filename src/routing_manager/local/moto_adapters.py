@@ -51,6 +51,7 @@ AWS limits moto does not enforce (routing_manager.aws_limits has the numbers and
 | Deeply nested input hits Python's recursion limit             | allow_deep_json                  |
 | An execution never runs twice (AWS: at-least-once)             | restart_execution                |
 | A FailedEntry's cause is PutEvents' response (a dict), not text | failure_causes_as_text           |
+| Executions never write their history to the machine's log group | log_executions_to_cloudwatch     |
 """
 
 from __future__ import annotations
@@ -903,6 +904,82 @@ def restart_execution(execution_arn: str) -> None:
     backend.start_execution(machine.arn, name=execution.name, execution_input=json.dumps(execution.input_data))
 
 
+
+# Which history events each LoggingConfiguration level writes (AWS: "Log levels" in the Step Functions guide).
+_FATAL_EVENTS = {"ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut"}
+
+
+def _logged_at(level: str, event_type: str) -> bool:
+    if level == "ALL":
+        return True
+    if level == "ERROR":
+        return event_type in _FATAL_EVENTS or event_type.endswith(("Failed", "TimedOut", "Aborted"))
+    return level == "FATAL" and event_type in _FATAL_EVENTS
+
+
+def log_executions_to_cloudwatch(patches: contextlib.ExitStack) -> None:
+    """An ended execution writes its history to the state machine's log group, one JSON event per history
+    event as AWS writes them (id, type, details, previous_event_id, event_timestamp, execution_arn), filtered
+    by the level. moto writes nothing: its own publisher needs a session the backend never opens, and fails
+    with a KeyError on CloudFormation's LoggingConfiguration. Without IncludeExecutionData, AWS leaves out
+    input, output and parameters: so does this, and `job show` reads the path from it on AWS and here alike."""
+    from moto.logs.models import logs_backends
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+
+    terminated = BaseExecutionWorkerCommunication.terminated
+
+    def log_then_end(self: Any) -> None:
+        terminated(self)
+        with contextlib.suppress(Exception):  # logging never fails an execution (AWS: best effort)
+            _write_execution_log(self.execution, logs_backends)
+
+    patches.enter_context(mock.patch.object(BaseExecutionWorkerCommunication, "terminated", log_then_end))
+
+
+def _epoch_ms(value: Any) -> int:
+    """A history timestamp (a datetime, or the ISO text moto's parser backend keeps) in epoch milliseconds."""
+    import datetime
+
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if isinstance(value, datetime.datetime):
+        return int(value.timestamp() * 1000)
+    return int(float(value) * (1000 if float(value) < 1e11 else 1))
+
+
+def _write_execution_log(execution: Any, backends: Any) -> None:
+    machine = execution.state_machine
+    config = getattr(machine, "logging_config", None) or getattr(machine, "loggingConfiguration", None) or {}
+    level = str(config.get("Level") or config.get("level") or "OFF")
+    include_data = bool(config.get("IncludeExecutionData", config.get("includeExecutionData", False)))
+    groups = [(d.get("CloudWatchLogsLogGroup") or d.get("cloudWatchLogsLogGroup") or {}) for d in
+              config.get("Destinations") or config.get("destinations") or []]
+    arns = [g.get("LogGroupArn") or g.get("logGroupArn") for g in groups]
+    if level == "OFF" or not arns or not arns[0]:
+        return
+    _, _, _, region, account, _, group = str(arns[0]).split(":", 6)
+    group = group.removesuffix(":*")
+    lines = []
+    for event in execution.to_history_output()["events"]:
+        if not _logged_at(level, event["type"]):
+            continue
+        details = next((dict(v) for k, v in event.items() if k.endswith("EventDetails")), {})
+        if not include_data:
+            for key in ("input", "output", "parameters", "inputDetails", "outputDetails"):
+                details.pop(key, None)
+        timestamp = _epoch_ms(event["timestamp"])
+        lines.append({"timestamp": timestamp, "message": json.dumps({
+            "id": str(event["id"]), "type": event["type"], "details": details,
+            "previous_event_id": str(event.get("previousEventId", 0)), "event_timestamp": str(timestamp),
+            "execution_arn": execution.exec_arn, "redrive_count": "0"}, default=str)})
+    if not lines:
+        return
+    backend = backends[account][region]
+    stream = f"states/{execution.state_machine.name}/{time.strftime('%Y-%m-%d-%H-%M')}/{uuid.uuid4().hex}"
+    backend.create_log_stream(group, stream)
+    backend.put_log_events(group, stream, lines)
+
+
 def enforce_event_entry_size(patches: contextlib.ExitStack) -> None:
     """A PutEvents entry over 256 KiB fails (its result entry carries the error; the others go on)."""
     from moto.events.models import EventsBackend
@@ -981,6 +1058,7 @@ GAPS: tuple[Callable[[contextlib.ExitStack], None], ...] = (
     create_cfn_alarms,
     serialize_dynamodb_requests, failure_causes_as_text, run_express_machines_as_express,
     enforce_state_payload_quota, enforce_express_time_limit, enforce_event_entry_size, enforce_sqs_message_size,
+    log_executions_to_cloudwatch,
 )
 # What only makes it faster: ROUTING_MANAGER_LOCAL_SPEEDUPS=0 runs without them (and slowly: retry
 # waits as long as on AWS, a parse and a client per call).

@@ -154,7 +154,7 @@ def deploy(session: Any | None = None, endpoint_url: str | None = None, paramete
         raise RuntimeError("the local stack's functions need an endpoint: deploy inside mocked_aws() or give one")
     session = session or boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                                                region_name=REGION)
-    params = {"Stage": "local", **(parameters or {})}
+    params = {"Stage": "local", "LogLevel": "ALL", **(parameters or {})}  # job show reads each state from the log
     sam = load_template()
     sam_functions = {logical: res["Properties"] for logical, res in sam["Resources"].items()
                      if res["Type"] == "AWS::Serverless::Function"}
