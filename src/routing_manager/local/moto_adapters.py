@@ -344,6 +344,25 @@ def invoke_lambda_functions(patches: contextlib.ExitStack) -> None:
 
 # --- CloudWatch alarms -> EventBridge ---------------------------------------------------
 
+def _metric_queries(metrics: list[dict[str, Any]]) -> list[Any]:
+    """A metric-math alarm's `Metrics`, as moto's PutMetricAlarm builds them from the API's."""
+    from moto.cloudwatch.models import Dimension, Metric, MetricDataQuery, MetricStat
+
+    queries = []
+    for query in metrics:
+        stat = query.get("MetricStat")
+        metric_stat = MetricStat(
+            metric=Metric(metric_name=stat["Metric"]["MetricName"], namespace=stat["Metric"]["Namespace"],
+                          dimensions=[Dimension(name=d["Name"], value=d["Value"])
+                                      for d in stat["Metric"].get("Dimensions", [])]),
+            period=stat["Period"], stat=stat["Stat"], unit=stat.get("Unit")) if stat else None
+        fields: dict[str, Any] = {"label": query.get("Label"), "period": query.get("Period"),
+                                  "return_data": query.get("ReturnData")}  # absent as in moto's own parse
+        queries.append(MetricDataQuery(query_id=query["Id"], expression=query.get("Expression"),
+                                       metric_stat=metric_stat, **fields))
+    return queries
+
+
 class _CfnAlarm:
     """AWS::CloudWatch::Alarm for moto's CloudFormation: the alarm put in moto's CloudWatch."""
 
@@ -354,6 +373,8 @@ class _CfnAlarm:
 
         props = cloudformation_json["Properties"]
         alarm = cloudwatch_backends[account_id][region_name].put_metric_alarm(
+            metric_data_queries=_metric_queries(props.get("Metrics") or []),
+            datapoints_to_alarm=int(props["DatapointsToAlarm"]) if props.get("DatapointsToAlarm") else None,
             name=props.get("AlarmName") or resource_name, namespace=props.get("Namespace"),
             metric_name=props.get("MetricName"), comparison_operator=props["ComparisonOperator"],
             evaluation_periods=int(props["EvaluationPeriods"]), period=int(props.get("Period", 60)),
@@ -430,14 +451,98 @@ _STATISTIC: dict[str, Callable[[list[float]], float]] = {
 }
 
 
-def evaluate_metric_alarms(account: str, region: str, now: Any = None) -> list[str]:
-    """One evaluation of every single-metric alarm on the data moto holds, as CloudWatch evaluates each
-    minute (CloudWatch user guide, "Evaluating an alarm"): the statistic per Period over the last
-    EvaluationPeriods, ALARM when DatapointsToAlarm of them breach, OK otherwise. moto never evaluates.
+def _periods(backend: Any, namespace: str, name: str, dimensions: Any, statistic: str, period: int, periods: int,
+             now: Any) -> dict[int, float]:
+    """The statistic of a metric per period, by how many periods ago it ends (0: the latest)."""
+    from datetime import UTC
 
-    Unlike AWS, an alarm whose metric has no data in its range is left as it is (AWS would apply
+    wanted = {(d.name, d.value) for d in dimensions or []}
+    buckets: dict[int, list[float]] = {}
+    for datum in list(backend.metric_data):  # exact dimensions, as CloudWatch matches them (moto: a subset)
+        value = getattr(datum, "value", None)
+        if (datum.namespace, datum.name) != (namespace, name) or value is None \
+                or {(d.name, d.value) for d in datum.dimensions} != wanted:
+            continue
+        stamp = datum.timestamp if datum.timestamp.tzinfo else datum.timestamp.replace(tzinfo=UTC)
+        age = (now - stamp).total_seconds()
+        if 0 <= age < period * periods:
+            buckets.setdefault(int(age // period), []).append(float(value))
+    if statistic not in _STATISTIC:
+        return {}
+    return {ago: _STATISTIC[statistic](values) for ago, values in buckets.items()}
+
+
+def _math(expression: str, series: dict[str, dict[int, float]], ago: int) -> float | None:
+    """One period of a metric-math expression: ids, numbers, + - * /, comparisons, FILL(id, n) and
+    IF(c, a, b), enough for this template's alarms (CloudWatch user guide, "Metric math syntax and
+    functions"). A missing value makes arithmetic on it missing, as in CloudWatch."""
+    import ast
+    import operator
+
+    arithmetic: dict[type, Callable[[float, float], float]] = {
+        ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+    comparisons: dict[type, Callable[[float, float], bool]] = {
+        ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le}
+
+    def value(node: ast.AST) -> float | None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            return float(node.value)
+        if isinstance(node, ast.Name):
+            return series.get(node.id, {}).get(ago)
+        if isinstance(node, ast.BinOp) and type(node.op) in arithmetic:
+            left, right = value(node.left), value(node.right)
+            if left is None or right is None or (isinstance(node.op, ast.Div) and right == 0):
+                return None
+            return arithmetic[type(node.op)](left, right)
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in comparisons:
+            left, right = value(node.left), value(node.comparators[0])
+            return None if left is None or right is None else float(comparisons[type(node.ops[0])](left, right))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "FILL":
+            filled = value(node.args[0])
+            return value(node.args[1]) if filled is None else filled
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "IF":
+            condition = value(node.args[0])
+            return None if condition is None else value(node.args[1] if condition else node.args[2])
+        raise ValueError(f"metric math the local stack does not evaluate: {ast.unparse(node)}")
+
+    return value(ast.parse(expression, mode="eval").body)
+
+
+def _alarm_values(backend: Any, alarm: Any, now: Any) -> list[float]:
+    """The alarm's value in each of its last EvaluationPeriods periods that has one."""
+    periods = int(alarm.evaluation_periods)
+    if alarm.metric_name and alarm.statistic:
+        return list(_periods(backend, alarm.namespace, alarm.metric_name, alarm.dimensions, alarm.statistic,
+                             int(alarm.period), periods, now).values())
+    queries = alarm.metric_data_queries or []
+    series: dict[str, dict[int, float]] = {}
+    for query in queries:
+        if query.metric_stat is not None:
+            stat = query.metric_stat
+            series[query.id] = _periods(backend, stat.metric.namespace, stat.metric.metric_name,
+                                        stat.metric.dimensions, stat.stat, int(stat.period), periods, now)
+    returned = [q for q in queries if q.expression and str(q.return_data).lower() in ("true", "none")]
+    if len(returned) != 1 or not any(series.values()):
+        return []
+    try:
+        for query in queries:  # expressions in order: each may use the ones before it
+            if query.expression:
+                series[query.id] = {ago: v for ago in range(periods)
+                                    if (v := _math(query.expression, series, ago)) is not None}
+    except (SyntaxError, ValueError, IndexError):
+        return []  # beyond what the local stack evaluates: the alarm keeps its state
+    return list(series[returned[0].id].values())
+
+
+def evaluate_metric_alarms(account: str, region: str, now: Any = None) -> list[str]:
+    """One evaluation of every metric alarm on the data moto holds, as CloudWatch evaluates each
+    minute (CloudWatch user guide, "Evaluating an alarm"): the statistic, or the metric-math
+    expression, per Period over the last EvaluationPeriods, ALARM when DatapointsToAlarm of them
+    breach, OK otherwise. moto never evaluates.
+
+    Unlike AWS, an alarm whose metrics have no data in its range is left as it is (AWS would apply
     TreatMissingData): `set-alarm-state` drills on alarms fed by nothing local (queue age) keep their
-    state. Metric-math alarms are left alone too. Returns the names of the alarms that changed."""
+    state. Returns the names of the alarms that changed."""
     from datetime import UTC, datetime
 
     from moto.cloudwatch.models import cloudwatch_backends
@@ -447,23 +552,12 @@ def evaluate_metric_alarms(account: str, region: str, now: Any = None) -> list[s
     changed = []
     for alarm in list(backend.alarms.values()):
         compare = _COMPARE.get(alarm.comparison_operator)
-        if not alarm.metric_name or compare is None or not alarm.statistic:
+        if compare is None:
             continue
-        period, periods = int(alarm.period), int(alarm.evaluation_periods)
-        wanted = {(d.name, d.value) for d in alarm.dimensions or []}
-        buckets: dict[int, list[float]] = {}
-        for datum in list(backend.metric_data):  # exact dimensions, as CloudWatch matches them (moto: a subset)
-            value = getattr(datum, "value", None)
-            if (datum.namespace, datum.name) != (alarm.namespace, alarm.metric_name) or value is None \
-                    or {(d.name, d.value) for d in datum.dimensions} != wanted:
-                continue
-            stamp = datum.timestamp if datum.timestamp.tzinfo else datum.timestamp.replace(tzinfo=UTC)
-            age = (now - stamp).total_seconds()
-            if 0 <= age < period * periods:
-                buckets.setdefault(int(age // period), []).append(float(value))
-        values = [_STATISTIC[alarm.statistic](bucket) for bucket in buckets.values() if alarm.statistic in _STATISTIC]
+        values = _alarm_values(backend, alarm, now)
         if not values:
             continue
+        periods = int(alarm.evaluation_periods)
         breaching = sum(compare(value, float(alarm.threshold)) for value in values)
         state = "ALARM" if breaching >= int(alarm.datapoints_to_alarm or periods) else "OK"
         if state != alarm.state_value:
