@@ -33,8 +33,9 @@ def test_local_up_serves_real_clients_and_exits_0_on_sigterm() -> None:
     try:
         assert proc.stdout is not None
         ready = json.loads(proc.stdout.readline())
-        assert set(ready) == {"endpoint", "region", "stack", "outputs", "eventTapQueueUrl"}
+        assert set(ready) == {"endpoint", "region", "stack", "outputs", "eventTapQueueUrl", "consoleUrl"}
         assert ready["endpoint"] == f"http://127.0.0.1:{port}"
+        assert ready["consoleUrl"] == f"http://127.0.0.1:{port}/console"
         outputs = ready["outputs"]
         assert {"RoutingStateMachineArn", "JobsTableName", "FalJobQueueUrl", "ReplicateJobQueueUrl",
                 "RoutingFailureQueueUrl"} <= set(outputs)

@@ -17,7 +17,8 @@ def start(host: str = "127.0.0.1", port: int = 5000, routing_table: Path | None 
     """Start a moto server in this process and deploy the stack into it. The functions' processes and
     every client reach it on that port; `routing_table` replaces the bundled one (ROUTING_TABLE_PATH)."""
     from moto.core.config import default_user_config
-    from moto.server import ThreadedMotoServer
+
+    from routing_manager.local import console
 
     # The interpreter's own AWS calls go to the moto server on this port (moto.settings reads MOTO_PORT).
     os.environ["MOTO_PORT"] = str(port)
@@ -25,7 +26,7 @@ def start(host: str = "127.0.0.1", port: int = 5000, routing_table: Path | None 
                        "AWS_SECRET_ACCESS_KEY": "testing"}.items():
         os.environ.setdefault(key, value)
     default_user_config["stepfunctions"]["execute_state_machine"] = True
-    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server = console.server(ip_address=host, port=port, verbose=False)  # moto, and /console on the same port
     server.start()
     endpoint = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
     try:
@@ -34,6 +35,7 @@ def start(host: str = "127.0.0.1", port: int = 5000, routing_table: Path | None 
     except Exception:
         server.stop()
         raise
+    console.attach(endpoint, deployed.name)
     return server, deployed
 
 
@@ -44,6 +46,7 @@ def serve(host: str, port: int, announce: Callable[[str], None], routing_table: 
     announce(json.dumps({
         "endpoint": deployed.endpoint_url, "region": stack.REGION, "stack": stack.STACK_NAME,
         "outputs": deployed.outputs, "eventTapQueueUrl": deployed.tap_queue_url,
+        "consoleUrl": f"{deployed.endpoint_url}/console",
     }))
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
