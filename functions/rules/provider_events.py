@@ -7,6 +7,8 @@ Behind two EventBridge rules:
   `minRequests` outcomes and the failure share reaches `failureRate`, or at once on `rate_limited`
   with `retryAfterSec`. After `cooldownSec` the rules Lambda lets one probe job through; its outcome
   closes the breaker or opens it again. `invalid_input` is the job's fault: never counted.
+- `video.job.routed` from `routing.manager`, and every outcome above: the live statistics per (provider,
+  model) (routing_core.stats: one atomic ADD per event; in-flight is routed - finished).
 - `CloudWatch Alarm State Change` of a queue-age alarm (`<stack>-saturated-<provider>`): ALARM marks
   the provider saturated, OK clears it. Any other alarm of the stack that goes to ALARM ends a routing
   table canary that names it in `--rollback-on` (routing_core.rollout): announced `routing.table.changed`
@@ -27,11 +29,12 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.logging import Logger
 from pydantic import ValidationError
-from routing_core import control, rollout
+from routing_core import control, rollout, stats
 from routing_core.availability import STATE_PK, scope, state_of
 from routing_core.contract import (
     COMPLETED_DETAIL_TYPE,
     FAILED_DETAIL_TYPE,
+    ROUTED_DETAIL_TYPE,
     ROUTER_SOURCE,
     JobCompletedDetail,
     JobFailedDetail,
@@ -66,6 +69,8 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         if event.get("source") == ROUTER_SOURCE:
             return _ignored("outcomes come from the provider invokers, not the router")
         return on_outcome(kind, detail)
+    if kind == ROUTED_DETAIL_TYPE and event.get("source") == ROUTER_SOURCE:
+        return on_routed(detail)
     return _ignored(f"detail-type {kind!r}")
 
 
@@ -84,12 +89,17 @@ def on_outcome(kind: str, detail: dict[str, Any]) -> dict[str, Any]:
     if spec is None:
         return _ignored(f"provider {outcome.provider!r} is not in the routing table")
     failed = isinstance(outcome, JobFailedDetail)
-    if isinstance(outcome, JobFailedDetail) and outcome.errorType == "invalid_input":
+    now = time.time()
+    # Before the breaker's window: an error here raises and Lambda retries with nothing counted yet.
+    counted = not (isinstance(outcome, JobFailedDetail) and outcome.errorType == "invalid_input")
+    stats.record_outcome(ddb, TABLE, outcome.provider, outcome.model, now, counted=counted, completed=not failed,
+                         duration=outcome.durationSec, cost=getattr(outcome, "costUsd", None),
+                         quality=getattr(outcome, "qualityScore", None))
+    if not counted:
         return {"counted": False, "ignored": "invalid_input is the job's fault, not the provider's"}
 
     breaker = spec["breaker"]
     where = scope(outcome.provider, outcome.model)
-    now = time.time()
     window = int(now // breaker["windowSec"] * breaker["windowSec"])
     counts = ddb.update_item(  # the one write that must not be lost: an error here raises, and is retried
         TableName=TABLE, Key={"pk": {"S": f"window#{where}"}, "sk": {"S": str(window)}},
@@ -111,6 +121,16 @@ def on_outcome(kind: str, detail: dict[str, Any]) -> dict[str, Any]:
     if change is not None:
         result["change"] = change["change"]
     return result
+
+
+def on_routed(detail: dict[str, Any]) -> dict[str, Any]:
+    """A job the router sent to a provider: it is in flight until its outcome (or IN_FLIGHT_HORIZON_SEC)."""
+    provider, model, quote = detail.get("provider"), detail.get("model"), detail.get("quoteUsd")
+    if not isinstance(provider, str) or not isinstance(model, str) or provider not in routing_table["providers"]:
+        return _ignored(f"routed to an unknown provider or model: {provider!r}/{model!r}")
+    quote = float(quote) if isinstance(quote, (int, float)) and not isinstance(quote, bool) else None
+    stats.record_routed(ddb, TABLE, provider, model, time.time(), quote)
+    return {"counted": True, "routed": f"{provider}/{model}"}
 
 
 def _transition(where: str, outcome: Any, failed: bool, breaker: dict[str, Any], now: float, window: int,
