@@ -124,7 +124,7 @@ def table_show(
     if version:
         from routing_core import rollout
 
-        from routing_manager.cli.tables import _stack
+        from routing_manager.cli.live_tables import _stack
 
         with _aws_errors():
             target = _stack(stack, profile, region, endpoint_url)
