@@ -10,9 +10,9 @@ export AWS_ACCESS_KEY_ID ?= testing
 export AWS_SECRET_ACCESS_KEY ?= testing
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup test coverage unit differential test-without-speedups lint demo bench bench-record schemas lock graph clean build lock-requirements
+.PHONY: setup browser test coverage unit differential test-without-speedups lint demo bench bench-record schemas lock graph clean build lock-requirements
 
-setup: $(BIN)/.installed $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed $(TOOLS)/aws/.installed $(ASL_TOOLS)/.installed
+setup: $(BIN)/.installed $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed $(TOOLS)/aws/.installed $(ASL_TOOLS)/.installed browser
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,14 @@ $(TOOLS)/litellm/.installed: tools-requirements/litellm.txt
 $(ASL_TOOLS)/.installed: tools/asl/package.json tools/asl/package-lock.json
 	@if command -v npm >/dev/null; then npm ci --prefix tools/asl --no-audit --no-fund --loglevel=error && touch $@; \
 	else echo "npm not found: the ASL validator tests will skip"; fi
+
+# Headless Chromium for tests/browser, from Debian's packages: installed once (as root), else they skip saying why.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }; \
+	else echo "chromium and chromium-driver not installed (needs root: apt-get install chromium chromium-driver): tests/browser will skip"; fi
 
 test: setup
 	$(BIN)/ruff check src functions tests bench
