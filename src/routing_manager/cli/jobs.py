@@ -279,9 +279,12 @@ def _since(text: str | None, all_: bool) -> str | None:
     return (datetime.now(UTC) - delta).isoformat()
 
 
-def _query(target: _Stack, status: str, since: str | None, reason: str | None) -> Iterator[dict[str, Any]]:
-    """One status's jobs through ByStatus, newest claim first, a page at a time (never a scan)."""
+def _query(target: _Stack, status: str, since: str | None, reason: str | None,
+           page_size: int = 100) -> Iterator[dict[str, Any]]:
+    """One status's jobs through ByStatus, newest claim first, a page at a time (never a scan): pages of about
+    what is shown, not DynamoDB's 1 MB, so a short list reads little."""
     kwargs: dict[str, Any] = {"TableName": target.jobs_table, "IndexName": BY_STATUS_INDEX, "ScanIndexForward": False,
+                              "Limit": page_size,
                               "KeyConditionExpression": "#s = :s" + (" AND claimedAt >= :since" if since else ""),
                               "ExpressionAttributeNames": {"#s": "status"},
                               "ExpressionAttributeValues": {":s": {"S": status}, **(
@@ -329,7 +332,7 @@ def jobs_list(
     rows: list[dict[str, Any]] = []
     with _aws_errors():
         target = _stack(stack, profile, region, endpoint_url)
-        streams = [_query(target, status, bound, reason) for status in statuses]
+        streams = [_query(target, status, bound, reason, min(limit, 500)) for status in statuses]
         merged = heapq.merge(*streams, key=lambda r: r.get("claimedAt") or "", reverse=True)
         for record in merged:
             row = _row(record)

@@ -116,7 +116,7 @@ def _rows(target: Any, outcome: str | None, reason: str | None, limit: int = 200
 
     wanted = {v: k for k, v in jobs.OUTCOMES.items()}
     statuses = [wanted[outcome]] if outcome in wanted else list(jobs.OUTCOMES)
-    streams = [jobs._query(target, status, None, reason or None) for status in statuses]
+    streams = [jobs._query(target, status, None, reason or None, min(limit, 500)) for status in statuses]
     for count, record in enumerate(heapq.merge(*streams, key=lambda r: r.get("claimedAt") or "", reverse=True)):
         if count >= limit:
             return
