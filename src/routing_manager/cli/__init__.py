@@ -262,10 +262,10 @@ def _provider_stack(stack: str | None, profile: str | None, region: str | None,
 
 # The commands, by topic: each module registers its commands on the app and groups above, in the order
 # the help lists them.
-from routing_manager.cli import explain, table, live_tables, publish, replay, graph, provider, stats, local  # noqa: E402, I001
+from routing_manager.cli import explain, table, live_tables, publish, replay, graph, provider, stats, jobs, local  # noqa: E402, I001
 from routing_manager.cli.local import _print_results  # noqa: E402  (the tests draw the results table)
 
-__all__ = ["app", "explain", "graph", "local", "provider", "publish", "replay", "stats", "table", "live_tables",
+__all__ = ["app", "explain", "graph", "jobs", "local", "provider", "publish", "replay", "stats", "table", "live_tables",
            "_print_results"]
 
 
