@@ -21,7 +21,7 @@ from typing import Any
 
 from aws_lambda_powertools.logging import Logger
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
-from routing_core import rollout
+from routing_core import rate_limits, rollout
 from routing_core.availability import Availability, by_provider
 from routing_core.engine import Decision, Engine, echo
 from routing_core.live import LiveState
@@ -36,6 +36,9 @@ provider_state = LiveState(os.environ["PROVIDER_STATE_TABLE"], {
     name: spec["breaker"]["probeTimeoutSec"] for name, spec in table["providers"].items()
 }) if os.environ.get("PROVIDER_STATE_TABLE") else None
 # Published routing tables (routing_core.rollout): the pointer rides in provider_state's cached read.
+if provider_state is not None:  # rate limits share the control table and its client (routing_core.rate_limits)
+    _state = provider_state
+    rate_limits.configure(rate_limits.Limiter(lambda: _state.client, _state.table_name))
 
 
 def _published_engines(state: LiveState) -> rollout.Engines:

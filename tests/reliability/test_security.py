@@ -85,6 +85,7 @@ def test_the_rules_function_touches_each_partition_only_as_it_needs(
         (("dynamodb:Query", "dynamodb:UpdateItem"),
          json.dumps({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["state", "budget"]}})),
         (("dynamodb:GetItem",), json.dumps({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["table"]}})),
+        (("dynamodb:UpdateItem",), json.dumps({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["rate"]}})),
         (("dynamodb:PutItem",), json.dumps({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["shadow#*"]}})),
     }
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
-from routing_core import limits, preferences, reasons
+from routing_core import limits, preferences, rate_limits, reasons
 from routing_core.availability import Availability
 from routing_core.preferences import Preferences
 
@@ -210,6 +210,11 @@ class Engine:
                       for name, tier in table.get("tiers", {}).items()}
         self.budgets = {name: spec["dailyBudgetUsd"] for name, spec in table["providers"].items()
                         if spec.get("dailyBudgetUsd") is not None}
+        # (provider, model or None) -> jobs per minute: the counters a routed job takes (routing_core.rate_limits)
+        self.rate_limits: dict[tuple[str, str | None], int] = {
+            (name, model): limit["maxJobsPerMinute"] for name, spec in table["providers"].items()
+            for model, limit in [(None, spec.get("rateLimits")), *(spec.get("modelRateLimits") or {}).items()]
+            if limit}
         credits = table.get("credits")
         self.credits_per_usd = credits["creditsPerUsd"] if credits else None
         self.credit_exempt_tiers = frozenset(credits.get("exemptTiers", [])) if credits else frozenset()
@@ -316,7 +321,10 @@ class Engine:
                 refusal = self._credits_refusal(job, key, model, quote)
                 if refusal is not None:
                     return _reject(reasons.INSUFFICIENT_CREDITS, "explicit-provider", explanation, refusal)
-                exhausted, budget_key = self._charge(key, quote, availability)
+                exhausted = self._admit(key, model, availability)
+                budget_key: str | None = None
+                if exhausted is None:
+                    exhausted, budget_key = self._charge(key, quote, availability)
                 if exhausted is None:
                     return self._route_priced(job, key, provider, model, quote, budget_key, "explicit-provider",
                                               explanation, f"provider {key} requested" + (f" ({note})" if note else ""))
@@ -358,6 +366,8 @@ class Engine:
                                             {"rule": ORDER_RULE, "matched": True}, [], False, max_quote, outcome)
             if decision is not None:
                 return decision
+        if outcome.rate_limited:  # retryable: recorded FAILED like no_available_provider, for replay
+            return _unavailable(reasons.RATE_LIMITED, None, explanation, None)
         if outcome.held_back:
             return _unavailable(reasons.NO_AVAILABLE_PROVIDER, None, explanation, None)
         if outcome.cheapest_over_price is not None:
@@ -426,6 +436,8 @@ class Engine:
             applied.append("maxPrice")
         if availability is not None:
             applied.append("availability")
+            if self.rate_limits and availability.charge_budget is not None and rate_limits.LIMITER is not None:
+                applied.append("rateLimit")
             if self.budgets and availability.charge_budget is not None:
                 applied.append("budget")
         step["filters"] = applied
@@ -448,8 +460,12 @@ class Engine:
                     tried.append(_candidate(provider_name, model, quote, "credits", refusal))
                     explanation.append({**step, "why": refusal})
                     return _reject(reasons.INSUFFICIENT_CREDITS, step["rule"], explanation, None)
-                skipped, budget_key = self._charge(provider_name, quote, availability)
-                dropped = "budget" if skipped is not None else None
+                skipped = self._admit(provider_name, model, availability)
+                if skipped is not None:
+                    dropped = "rateLimit"
+                else:
+                    skipped, budget_key = self._charge(provider_name, quote, availability)
+                    dropped = "budget" if skipped is not None else None
             outcome.count(dropped, quote)
             tried.append(_candidate(provider_name, model, quote, dropped, skipped))
             if dropped is None:
@@ -501,6 +517,16 @@ class Engine:
             return None
         return f"{provider}/{model} quotes ${quote:g} = {needed:g} credits, over the balance of {job.credits:g}"
 
+    def _admit(self, provider: str, model: str, availability: Availability | None) -> str | None:
+        """Why the provider's or model's rate limit cannot admit the job now (None: admitted, a slot taken).
+        Only in a decision that may spend (charge_budget set: not explain, a dry run or a shadow)."""
+        if not self.rate_limits or availability is None or availability.charge_budget is None:
+            return None
+        limiter = rate_limits.LIMITER
+        scopes = [(f"{provider}#{m}" if m else provider, self.rate_limits[(provider, m)])
+                  for m in (None, model) if (provider, m) in self.rate_limits]
+        return limiter.admit(scopes) if scopes and limiter is not None else None
+
     def _charge(self, provider: str, quote: float, availability: Availability | None) -> tuple[str | None, str | None]:
         """(why the provider's daily budget cannot take the quote, the budget item charged). No budget, or no
         live state to charge (explain, a dry run): nothing charged, no request."""
@@ -534,17 +560,20 @@ _PREFERENCE_FILTERS = frozenset({"allowFallbacks", "only", "ignore", "consent"})
 class _Tally:
     """Why candidates were dropped, across the rules tried: it names the rejection when none is left."""
 
-    __slots__ = ("held_back", "over_limit", "cheapest_over_price", "by_preferences")
+    __slots__ = ("held_back", "over_limit", "cheapest_over_price", "by_preferences", "rate_limited")
 
     def __init__(self) -> None:
         self.held_back = False  # a candidate that fits the job is unavailable now (or its budget spent)
         self.over_limit = False  # ... or the user's tier may not pay for it
         self.cheapest_over_price: float | None = None  # ... or the job's maxPriceUsd is under its quote
         self.by_preferences = False  # ... or the job's own preferences dropped it
+        self.rate_limited = False  # ... or its provider's or model's rate limit is full this minute
 
     def count(self, dropped: str | None, quote: float) -> None:
         if dropped in ("availability", "budget"):
             self.held_back = True
+        elif dropped == "rateLimit":
+            self.rate_limited = True
         elif dropped == "tier":
             self.over_limit = True
         elif dropped == "maxPrice":

@@ -20,6 +20,7 @@ QUEUE_NOT_CONFIGURED_PREFIX = "queue_not_configured:"
 # No candidate may take the job now (kill switch, open breaker, saturated queue): recorded FAILED, replayable.
 PROVIDER_UNAVAILABLE_PREFIX = "provider_unavailable:"
 NO_AVAILABLE_PROVIDER = "no_available_provider"
+RATE_LIMITED = "rate_limited"  # every candidate that fits is at its rate limit this minute (routing_core.rate_limits)
 # Operational (written by the workflow, never by the engine): replayable.
 QUEUE_ERROR_PREFIX = "queue_error:"
 RULE_ERROR_PREFIX = "rule_error:"
@@ -77,6 +78,8 @@ REASON_CODES: dict[str, tuple[str, bool]] = {
         "recorded FAILED, nothing enqueued; replay once it is back", True),
     NO_AVAILABLE_PROVIDER: ("a rule matched but none of its candidates is available now: recorded FAILED, nothing "
                             "enqueued; replay once one is back", True),
+    RATE_LIMITED: ("every candidate that could take the job is at its provider's or model's maxJobsPerMinute this "
+                   "UTC minute: recorded FAILED, nothing enqueued; replay in the next minute", True),
     "queue_error:{error}": ("SendMessage to the provider queue failed (operational, replayable)", True),
     "rule_error:{error}": ("the rules Lambda failed after its retries (operational, replayable)", True),
     "state_error:{error}": ("a Jobs table write failed after its retries (operational, replayable)", True),
@@ -85,5 +88,5 @@ REASON_CODES: dict[str, tuple[str, bool]] = {
 
 def is_retryable(reason: str) -> bool:
     """Operational failures are replayable; business rejections are final."""
-    return reason == NO_AVAILABLE_PROVIDER or reason.startswith(
+    return reason in (NO_AVAILABLE_PROVIDER, RATE_LIMITED) or reason.startswith(
         (QUEUE_ERROR_PREFIX, RULE_ERROR_PREFIX, STATE_ERROR_PREFIX, PROVIDER_UNAVAILABLE_PREFIX))

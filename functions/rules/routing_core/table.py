@@ -138,6 +138,11 @@ class PriorityQueue(_Strict):
     queueUrlEnv: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$", description="environment variable holding its URL")
 
 
+class RateLimits(_Strict):
+    maxJobsPerMinute: int = Field(ge=1, le=1_000_000, description="jobs admitted per UTC minute across every "
+                                                                  "rules environment (an atomic counter)")
+
+
 class Provider(_Strict):
     queue: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$", description="SQS queue name, as recorded and emitted")
     queueUrlEnv: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$", description="environment variable holding the queue URL")
@@ -151,6 +156,8 @@ class Provider(_Strict):
     dailyBudgetUsd: float | None = Field(None, gt=0, description="routed quotes per UTC day may not exceed it "
                                                                  "(an atomic counter; none: no counter, no request)")
     dataPolicy: DataPolicy | None = Field(None, description="none: unknown, treated as retaining inputs")
+    rateLimits: RateLimits | None = Field(None, description="the whole provider's rate limit (issue 25)")
+    modelRateLimits: dict[str, RateLimits] = Field(default_factory=dict, description="model -> its own rate limit")
     maxQueueAgeSec: int | None = Field(
         None, ge=60, description="saturated when the queue's oldest message is older (a CloudWatch alarm; >= 60 s, "
                                  "the metric's period)")
