@@ -7,6 +7,8 @@ Behind two EventBridge rules:
   `minRequests` outcomes and the failure share reaches `failureRate`, or at once on `rate_limited`
   with `retryAfterSec`. After `cooldownSec` the rules Lambda lets one probe job through; its outcome
   closes the breaker or opens it again. `invalid_input` is the job's fault: never counted.
+- every outcome above is also kept on the job's own record (`providerOutcome`, for `job show`): one
+  conditional SET, only where the record names that provider.
 - `video.job.routed` from `routing.manager`, and every outcome above: the live statistics per (provider,
   model) (routing_core.stats: one atomic ADD per event; in-flight is routed - finished).
 - `CloudWatch Alarm State Change` of a queue-age alarm (`<stack>-saturated-<provider>`): ALARM marks
@@ -49,6 +51,7 @@ WINDOW_DAYS_KEPT = 1  # window items expire (DynamoDB TTL) a day after they end
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "routing-manager"))
 TABLE = os.environ["PROVIDER_STATE_TABLE"]
+JOBS_TABLE = os.environ.get("JOBS_TABLE")
 BUS = os.environ.get("EVENT_BUS_NAME", "default")
 ALARM_PREFIX = os.environ.get("SATURATION_ALARM_PREFIX", "")
 routing_table = load_table(Path(os.environ.get("ROUTING_TABLE_PATH") or DEFAULT_TABLE))
@@ -90,6 +93,7 @@ def on_outcome(kind: str, detail: dict[str, Any]) -> dict[str, Any]:
         return _ignored(f"provider {outcome.provider!r} is not in the routing table")
     failed = isinstance(outcome, JobFailedDetail)
     now = time.time()
+    _keep_on_job(outcome, failed, now)
     # Before the breaker's window: an error here raises and Lambda retries with nothing counted yet.
     counted = not (isinstance(outcome, JobFailedDetail) and outcome.errorType == "invalid_input")
     stats.record_outcome(ddb, TABLE, outcome.provider, outcome.model, now, counted=counted, completed=not failed,
@@ -121,6 +125,28 @@ def on_outcome(kind: str, detail: dict[str, Any]) -> dict[str, Any]:
     if change is not None:
         result["change"] = change["change"]
     return result
+
+
+def _keep_on_job(outcome: JobFailedDetail | JobCompletedDetail, failed: bool, now: float) -> None:
+    """The outcome on the job's record, where the record was routed to this provider. A SET: a retried event
+    writes the same. It never stops the breaker's count, so a failure is a warning, not a raise."""
+    if not JOBS_TABLE:
+        return
+    kept: dict[str, Any] = {"type": {"S": "failed" if failed else "completed"}, "model": {"S": outcome.model},
+                            "at": {"S": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}}
+    for name in ("errorType", "durationSec", "costUsd", "qualityScore"):
+        value = getattr(outcome, name, None)
+        if value is not None:
+            kept[name] = {"S": value} if isinstance(value, str) else {"N": repr(float(value))}
+    try:
+        ddb.update_item(TableName=JOBS_TABLE, Key={"jobId": {"S": outcome.jobId}},
+                        UpdateExpression="SET providerOutcome = :outcome",
+                        ConditionExpression="attribute_exists(jobId) AND provider = :provider",
+                        ExpressionAttributeValues={":outcome": {"M": kept}, ":provider": {"S": outcome.provider}})
+    except ddb.exceptions.ConditionalCheckFailedException:
+        logger.info("outcome of a job not routed to its provider here: not kept on a record")
+    except Exception as exc:
+        logger.warning("provider outcome not kept on the job record", error=type(exc).__name__)
 
 
 def on_routed(detail: dict[str, Any]) -> dict[str, Any]:

@@ -103,3 +103,30 @@ def test_jobs_list_pages_newest_first_and_filters_by_user(up: LocalUp) -> None:
         d["jobId"] for d in reversed(details)][:2]
     bad = up.cli("jobs", "list", "--outcome", "lost", check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("error: invalid value for '--outcome'")
+
+
+def test_the_providers_outcome_shows_once_it_reports_and_only_from_the_provider_the_job_went_to(
+        up: LocalUp) -> None:
+    detail = job()
+    up.run(detail)
+    assert show(up, detail["jobId"])["providerOutcome"] is None
+    assert "no outcome yet" in up.cli("job", "show", detail["jobId"]).stdout
+
+    def report(provider: str, model: str, **fields: Any) -> None:
+        entry = {"Source": f"{provider}.invoker", "DetailType": "video.job.completed",
+                 "Detail": json.dumps({"jobId": detail["jobId"], "provider": provider, "model": model, **fields})}
+        assert up.aws("events", "put-events", "--entries", json.dumps([entry]))["FailedEntryCount"] == 0
+
+    def samples(provider: str) -> int:
+        rows = [json.loads(line) for line in up.cli("provider", "stats", "--json").stdout.splitlines()]
+        return sum(row["samples"] for row in rows if row["provider"] == provider)
+
+    before = samples("replicate")
+    report("replicate", "minimax/video-01", durationSec=1)  # not where the job went: never kept on it
+    until(lambda: samples("replicate") > before, 30, "the provider events function to count it")
+    assert show(up, detail["jobId"])["providerOutcome"] is None
+    report("fal", "wan-i2v", durationSec=41.5, costUsd=0.61, qualityScore=0.8)
+    kept = until(lambda: show(up, detail["jobId"])["providerOutcome"], 30, "the outcome on the job's record")
+    assert kept == {"type": "completed", "model": "wan-i2v", "at": kept["at"], "durationSec": 41.5,
+                    "costUsd": 0.61, "qualityScore": 0.8}
+    assert "durationSec 41.5" in up.cli("job", "show", detail["jobId"]).stdout

@@ -214,11 +214,18 @@ def _show(target: _Stack, job_id: str) -> dict[str, Any] | None:
         "path": [s["state"] for s in latest["states"]] if latest else [],
         "executions": executions,
         "events": [e for execution in executions for e in _events(execution)],
-        "providerOutcome": "not recorded per job (provider outcomes feed the breaker windows only)",
+        "providerOutcome": _provider_outcome(record),
         "replays": [{"executionArn": e["executionArn"], "startedAt": e["startedAt"], "status": e["status"]}
                     for e in executions[1:]],
         "prompt": detail.get("prompt"),
     }
+
+
+def _provider_outcome(record: dict[str, Any]) -> dict[str, Any] | None:
+    """What the provider reported (video.job.completed or failed), kept on the record by the provider events
+    function; None: no outcome yet."""
+    kept = record.get("providerOutcome")
+    return kept if isinstance(kept, dict) else None
 
 
 @job_app.command("show")
@@ -257,7 +264,9 @@ def _print_show(view: dict[str, Any]) -> None:
     line("live state", f"{view['liveState']} ({view['liveStateAgeSec']} s)" if view["liveState"] else None)
     line("message", f"{view['messageId']} on {view['queue']}" if view["messageId"] else None)
     line("events", ", ".join(f"{e['detailType']} at {e['at']}" for e in view["events"]) or None)
-    line("provider", view["providerOutcome"])
+    outcome = view["providerOutcome"]
+    line("provider", "no outcome yet" if outcome is None else
+         ", ".join(f"{name} {value}" for name, value in outcome.items()))
     line("replays", len(view["replays"]))
     for number, execution in enumerate(view["executions"], 1):
         table = Table(title=_printable(f"execution {number}: {execution['status']} {execution['executionArn']}"),
