@@ -113,7 +113,8 @@ def lambda_handler(event: Any, context: Any) -> Decision:
     # the fields ride in the EMF metric line as properties (searchable in Logs Insights, no dimensions).
     fields: dict[str, Any] = {"jobId": echo(job_id) if job_id is not None else None, "decision": decision["outcome"],
               "rule": decision["rule"], "model": decision["model"], "reason": decision["reason"],
-              "quoteUsd": decision["quoteUsd"], "priority": decision["priority"], "tableVersion": version}
+              "quoteUsd": decision["quoteUsd"], "priority": decision["priority"], "tableVersion": version,
+              "liveState": decision.get("liveState"), "liveStateAgeSec": decision.get("liveStateAgeSec")}
     # A jobId that cannot be a key is rejected without a record, and the workflow counts those itself
     # (CountUnrecordedRejection): counting it here too counted it twice.
     unrecorded = (decision["reason"] or "").startswith(INVALID_JOB_ID_PREFIX)

@@ -38,6 +38,7 @@ def test_a_routed_job_shows_its_decision_path_message_and_event(up: LocalUp) -> 
     assert (view["rule"], view["quoteUsd"], view["tableVersion"], view["queue"]) == (
         "short-720p-to-fal", 0.64, 0, "FalJobQueue")
     assert view["path"] == ROUTED_PATH
+    assert view["liveState"] == "fresh" and 0 <= view["liveStateAgeSec"] <= 2  # the control table was read
     states = view["executions"][0]["states"]
     assert all(s["durationMs"] is not None and s["enteredAt"] for s in states)
     assert [e["detailType"] for e in view["events"]] == ["video.job.routed"]
