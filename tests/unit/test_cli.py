@@ -297,3 +297,18 @@ def test_local_run_passes_logs_and_routing_table_to_the_stack(monkeypatch: pytes
     quiet = runner.invoke(app, args)
     assert quiet.exit_code == 0 and seen.kwargs["function_environment"] is None
     assert "[RulesFunction]" not in quiet.stderr
+
+
+def test_every_command_is_in_the_readme_table() -> None:
+    """The README's CLI table is where an operator looks first: a command missing from it is undocumented."""
+    import typer.main
+
+    def commands(group: Any, prefix: tuple[str, ...] = ()) -> list[str]:
+        if not hasattr(group, "commands"):  # typer's own copy of click: no isinstance on click.Group
+            return [" ".join(prefix)]
+        return [name for sub, command in group.commands.items() for name in commands(command, (*prefix, sub))]
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    rows = "\n".join(line.split(" | ")[0] for line in readme.splitlines() if line.startswith("| `routing-manager "))
+    missing = [name for name in commands(typer.main.get_command(app)) if name not in rows]
+    assert missing == [], f"commands missing from README.md's CLI table: {missing}"
