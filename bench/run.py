@@ -1,7 +1,7 @@
 """Benchmarks: prints the figures and writes them to .local/bench/ (`make bench`), or, with --record,
 to the tracked bench/results.json and docs/cost-by-log-level.png (`make bench-record`).
 
-    python bench/run.py [--jobs N] [--skip-local-stack]
+    python bench/run.py [--jobs N] [--skip-local-stack] [--skip-console]
 """
 
 from __future__ import annotations
@@ -247,6 +247,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=1000, help="jobs end to end on the local stack")
     parser.add_argument("--skip-local-stack", action="store_true")
+    parser.add_argument("--skip-console", action="store_true", help="skip the console page over 1,000 jobs (a minute)")
     parser.add_argument("--record", action="store_true",
                         help="write the tracked bench/results.json and docs chart (default: .local/bench/)")
     args = parser.parse_args()
@@ -304,6 +305,14 @@ def main() -> None:
               f"(goal <= $5.50; floor ${costs['cost_floor_usd']:.2f}), {costs['cost_ratio_vs_single_lambda']:.2f}x "
               "the single-Lambda design "
               f"(goal <= 1.4x); ${costs['cost_per_million_usd_log_all']:.2f} at LogLevel=ALL", flush=True)
+    if not args.skip_local_stack and not args.skip_console:
+        import console_page
+
+        print("console: the executions page over 1,000 jobs on local up ...", flush=True)
+        page = console_page.measure()
+        results.update(page)
+        print(f"console: /console over {page['console_page_jobs']:.0f} jobs in {page['console_page_s']:.2f} s "
+              f"({page['console_page_kb']:.0f} KB; goal <= 1 s)", flush=True)
     out = ROOT / "bench" / "results.json" if args.record else ROOT / ".local" / "bench" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(out.read_text()) if out.exists() else {}
