@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator, model_validator
 
-from routing_core import limits, preferences, reasons
+from routing_core import batch, limits, preferences, reasons
 
 SUBMITTED_SOURCE = "frontend.api"
 SUBMITTED_DETAIL_TYPE = "video.job.submitted"
@@ -49,8 +49,9 @@ class Routing(BaseModel):
                                           description="these candidates are dropped")
     allowFallbacks: StrictBool | None = Field(None, description="default true; false: only order's candidates (or "
                                                                 "the matching rule's first) may take the job")
-    sort: Literal["price"] | None = Field(None, description="price: the cheapest quote first among the candidates "
-                                                            "that order does not name")
+    sort: Literal["price", "latency", "quality"] | None = Field(
+        None, description="among the candidates that order does not name: price, the cheapest quote first; latency, "
+                          "the lowest durationEwmaSec first; quality, best-value's sampled quality per dollar")
     maxPriceUsd: float | None = Field(None, gt=0, allow_inf_nan=False,
                                       description="candidates quoting above it are dropped")
 
@@ -120,6 +121,31 @@ class SubmittedJob(BaseModel):
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
             raise ValueError(reasons.INVALID_LENGTH_NAN)
+        return value
+
+
+class BatchSubmitted(BaseModel):
+    """Detail of `video.job.batch.submitted` (source `frontend.api`): 1 to 100 jobs in one event, the
+    PutEvents entry at most 256 KiB. Each job is a `video.job.submitted` detail and is decided as one:
+    an invalid job is rejected alone; a batch malformed as a whole is rejected `invalid_batch:{problem}`."""
+
+    model_config = ConfigDict(extra="allow", title="VideoJobBatchSubmitted")
+
+    batchId: str = Field(min_length=1, max_length=batch.MAX_BATCH_ID_BYTES, pattern=_NOT_BLANK,
+                         description="names the batch in its summary event; jobIds stay the idempotency keys",
+                         examples=["batch-2025-06-22-001"])
+    jobs: list[dict[str, Any]] = Field(min_length=1, max_length=batch.MAX_BATCH_JOBS,
+                                       description="video.job.submitted details (events/schemas/"
+                                                   "video.job.submitted.schema.json), each decided on its own")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _within_entry(cls, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("jobs"), list):
+            size = batch.entry_bytes(value)
+            if size > batch.MAX_ENTRY_BYTES:
+                raise ValueError(f"{batch.TOO_LARGE}: {size:,} bytes, a PutEvents entry holds at most "
+                                 f"{batch.MAX_ENTRY_BYTES:,}")
         return value
 
 
@@ -199,6 +225,23 @@ class JobCompletedDetail(_ProviderOutcome):
                                                    "rating); additive")
 
 
+class BatchRoutedDetail(BaseModel):
+    """Detail of `video.job.batch.routed` (source `routing.manager`): what became of a batch's jobs, once
+    each was announced on its own (`video.job.routed` / `video.job.rejected`). A malformed batch has
+    `reason` set and every count 0."""
+
+    model_config = ConfigDict(extra="forbid", title="VideoJobBatchRouted")
+    batchId: str | None = Field(description="null when the batch had none (invalid_batch:missing_batch_id)")
+    jobs: int = Field(ge=0, description="jobs in the batch")
+    routed: int = Field(ge=0)
+    rejected: int = Field(ge=0, description="final rejections, the invalid jobs included")
+    unavailable: int = Field(ge=0, description="recorded FAILED, retryable (no provider available now)")
+    duplicate: int = Field(ge=0, description="already handled: by an earlier job of the batch or another event")
+    failed: int = Field(ge=0, description="operational failures, recorded FAILED and replayable per job")
+    reason: str | None = Field(None, description="invalid_batch:{problem} when the batch was rejected whole")
+    ts: str
+
+
 class TableChangedDetail(BaseModel):
     """Detail of `routing.table.changed` (source `routing.manager`): every change of which routing table
     version decides (docs/ROUTING_TABLES.md)."""
@@ -263,6 +306,8 @@ class JobRecord(BaseModel):
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "video.job.submitted": SubmittedJob,
+    "video.job.batch.submitted": BatchSubmitted,
+    "video.job.batch.routed": BatchRoutedDetail,
     "video.job.routed": RoutedDetail,
     "video.job.rejected": RejectedDetail,
     "video.job.failed": JobFailedDetail,

@@ -39,6 +39,8 @@ INVALID_ENCODING = "invalid_encoding"
 INVALID_JOB_ID_PREFIX = "invalid_job_id:"
 JOB_ID_TOO_LONG = INVALID_JOB_ID_PREFIX + "too_long"
 JOB_ID_NOT_UNICODE = INVALID_JOB_ID_PREFIX + "not_unicode"
+# A `video.job.batch.submitted` whose shape is wrong, rejected whole (routing_core.batch); its jobs are not decided.
+INVALID_BATCH_PREFIX = "invalid_batch:"
 
 REQUIRED_FIELDS = ("jobId", "userId", "prompt")
 MIN_LENGTH_SEC = 1
@@ -71,6 +73,9 @@ REASON_CODES: dict[str, tuple[str, bool]] = {
     INVALID_ENCODING: ("a string in the detail holds a lone surrogate (not valid Unicode)", False),
     INVALID_LENGTH_NAN: ("lengthSec is present but not a JSON number (a string, a boolean, NaN)", False),
     INVALID_LENGTH_RANGE: ("lengthSec is a number outside 1..300 (inclusive), infinities included", False),
+    "invalid_batch:{problem}": ("a batch event is malformed as a whole (not an object, no batchId, jobs not a list, "
+                                "empty, over 100 jobs or over 256 KiB): rejected whole, no job decided",
+                                False),
     "unsupported_provider:{provider}": ("the requested provider is unknown or disabled", False),
     "queue_not_configured:{provider}": ("the provider has no queue URL configured in this deployment", False),
     "provider_unavailable:{provider}": (
