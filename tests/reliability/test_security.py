@@ -86,6 +86,7 @@ def test_the_rules_function_touches_each_partition_only_as_it_needs(
          json.dumps({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["state", "budget"]}})),
         (("dynamodb:GetItem",), json.dumps({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["table"]}})),
         (("dynamodb:UpdateItem",), json.dumps({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["rate"]}})),
+        (("dynamodb:Query",), json.dumps({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["stats"]}})),
         (("dynamodb:PutItem",), json.dumps({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["shadow#*"]}})),
     }
 

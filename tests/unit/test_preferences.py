@@ -165,7 +165,7 @@ def test_every_filter_is_named_in_order(engine: Engine) -> None:
     ({"routing": {"order": ["fal/"]}}, "routing.order[0] must be"),
     ({"routing": {"maxPriceUsd": 0}}, "routing.maxPriceUsd must be a number > 0"),
     ({"routing": {"maxPriceUsd": "1"}}, "routing.maxPriceUsd must be a number > 0"),
-    ({"routing": {"sort": "latency"}}, "routing.sort must be one of: price"),
+    ({"routing": {"sort": "speed"}}, "routing.sort must be one of: price, latency, quality"),
     ({"routing": {"allowFallbacks": "no"}}, "routing.allowFallbacks must be true or false"),
     ({"routing": ["fal"]}, "routing must be an object"),
     ({"consent": {"consentGiven": "yes"}}, "consent must be"),

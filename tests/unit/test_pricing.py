@@ -137,7 +137,8 @@ def test_the_catalog_is_validated() -> None:
                    t["rules"][0].update(route=[{"provider": "replicate"}])))
     assert "perSecondUsd['720p'] must be > 0" in broken(
         lambda t: t["providers"]["fal"]["prices"]["wan-i2v"]["perSecondUsd"].update({"720p": 0}))
-    assert "strategy: Input should be 'order' or 'cheapest'" in broken(lambda t: t["rules"][0].update(strategy="best"))
+    assert "strategy: Input should be 'order', 'cheapest', 'fastest', 'least-busy' or 'best-value'" in broken(
+        lambda t: t["rules"][0].update(strategy="best"))
 
 
 prices = st.floats(min_value=0.001, max_value=5, allow_nan=False)

@@ -21,7 +21,8 @@ def test_a_known_model_with_no_outcome_is_listed_empty() -> None:
     [line] = summarise([], NOW, [("fal", "wan-i2v")])
     assert line == {"provider": "fal", "model": "wan-i2v", "samples": 0, "successRate": None, "durationEwmaSec": None,
                     "durationP90Sec": None, "qualityMean": None, "qualityStdDev": None, "qualitySamples": 0,
-                    "costRatio": None, "inFlight": 0, "routed": 0, "lastOutcomeAt": None}
+                    "costRatio": None, "inFlight": 0, "routed": 0, "qualityWeight": 0.0,
+                    "failureWeight": 0.0, "lastOutcomeAt": None}
 
 
 def test_older_buckets_weigh_less_by_the_half_life() -> None:

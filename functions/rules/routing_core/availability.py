@@ -83,8 +83,12 @@ class Availability:
 
     def __init__(self, items: Mapping[str, Item], now: float | None = None,
                  claim_probe: Callable[[str, str], bool] | None = None,
-                 charge_budget: Callable[[str, float, float], tuple[bool, str]] | None = None) -> None:
+                 charge_budget: Callable[[str, float, float], tuple[bool, str]] | None = None,
+                 stats: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+                 stats_note: str | None = None) -> None:
         self.items = items
+        self.stats = stats  # (provider, model) -> its statistics (stats.summarise); None: not read (strategies.py)
+        self.stats_note = stats_note  # why the statistics may be old or missing, for the explanation
         self.now = time.time() if now is None else now
         self._claim_probe = claim_probe
         self.charge_budget = charge_budget  # live.py's: None where nothing is spent (explain, a dry run)

@@ -49,8 +49,9 @@ class Routing(BaseModel):
                                           description="these candidates are dropped")
     allowFallbacks: StrictBool | None = Field(None, description="default true; false: only order's candidates (or "
                                                                 "the matching rule's first) may take the job")
-    sort: Literal["price"] | None = Field(None, description="price: the cheapest quote first among the candidates "
-                                                            "that order does not name")
+    sort: Literal["price", "latency", "quality"] | None = Field(
+        None, description="among the candidates that order does not name: price, the cheapest quote first; latency, "
+                          "the lowest durationEwmaSec first; quality, best-value's sampled quality per dollar")
     maxPriceUsd: float | None = Field(None, gt=0, allow_inf_nan=False,
                                       description="candidates quoting above it are dropped")
 

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
-from routing_core import limits, preferences, rate_limits, reasons
+from routing_core import limits, preferences, rate_limits, reasons, strategies
 from routing_core.availability import Availability
 from routing_core.preferences import Preferences
 
@@ -200,7 +200,8 @@ class Engine:
             }
         self.rules = [
             (rule["name"], _compile_when(rule["when"]), _chain(rule.get("route") or [], table),
-             rule.get("strategy") == "cheapest", _compile_split(rule.get("split"), table))
+             strategies.Strategy(rule.get("strategy") or "order", rule.get("minQuality"), rule.get("maxExploration")),
+             _compile_split(rule.get("split"), table))
             for rule in table["rules"]
         ]
         self.prices = {(name, model): (price["perSecondUsd"], max(price["perSecondUsd"].values()),
@@ -214,7 +215,13 @@ class Engine:
         self.rate_limits: dict[tuple[str, str | None], int] = {
             (name, model): limit["maxJobsPerMinute"] for name, spec in table["providers"].items()
             for model, limit in [(None, spec.get("rateLimits")), *(spec.get("modelRateLimits") or {}).items()]
-            if limit}
+            if limit and limit.get("maxJobsPerMinute")}
+        # (provider, model or "") -> maxInFlight: least-busy's denominator only (routing_core.strategies)
+        self.max_in_flight: dict[tuple[str, str], int] = {
+            (name, model or ""): limit["maxInFlight"] for name, spec in table["providers"].items()
+            for model, limit in [(None, spec.get("rateLimits")), *(spec.get("modelRateLimits") or {}).items()]
+            if limit and limit.get("maxInFlight")}
+        self.sort_strategies = {sort: strategies.Strategy(name) for sort, name in strategies.SORT_STRATEGY.items()}
         credits = table.get("credits")
         self.credits_per_usd = credits["creditsPerUsd"] if credits else None
         self.credit_exempt_tiers = frozenset(credits.get("exemptTiers", [])) if credits else frozenset()
@@ -347,7 +354,7 @@ class Engine:
         outcome = _Tally()
         max_quote, _ = self._tier(job)
         matched = False
-        for name, checks, chain, cheapest, split in self.rules:
+        for name, checks, chain, strategy, split in self.rules:
             why = _first_failure(checks, job)
             if why is not None:
                 explanation.append({"rule": name, "matched": False, "why": why})
@@ -357,13 +364,13 @@ class Engine:
             if split is not None:
                 step["bucket"] = bucket = split_bucket(job_id)
                 chain = _split_chain(split, bucket)
-            decision = self._try_candidates(job, job_id, availability, explanation, prefs, step, chain, cheapest,
+            decision = self._try_candidates(job, job_id, availability, explanation, prefs, step, chain, strategy,
                                             max_quote, outcome)
             if decision is not None:
                 return decision
         if not matched and prefs is not None and prefs.order:  # the job's own order, where no rule matched
             decision = self._try_candidates(job, job_id, availability, explanation, prefs,
-                                            {"rule": ORDER_RULE, "matched": True}, [], False, max_quote, outcome)
+                                            {"rule": ORDER_RULE, "matched": True}, [], _ORDER, max_quote, outcome)
             if decision is not None:
                 return decision
         if outcome.rate_limited:  # retryable: recorded FAILED like no_available_provider, for replay
@@ -381,20 +388,26 @@ class Engine:
             return _reject(reasons.PREFERENCES_UNSATISFIABLE, None, explanation, None)
         return _reject(reasons.NO_ROUTE, None, explanation, None)
 
-    def _arrange(self, job: Job, chain: list[tuple[str, str]], cheapest: bool, prefs: Preferences | None
+    def _arrange(self, job: Job, chain: list[tuple[str, str]], strategy: strategies.Strategy,
+                 prefs: Preferences | None, availability: Availability | None, step: dict[str, Any]
                  ) -> tuple[list[tuple[str, str, float]], frozenset[tuple[str, str]] | None, list[str]]:
         """The candidates in the order they are tried; those that may take the job without fallbacks (None:
         any), which are order's candidates, or else the rule's first after its own split and strategy; and
         the filters that shaped the list."""
         quoted = [(p, m, self.quote(p, m, job.length, job.resolution, job.audio)) for p, m in chain]
         applied = ["rule"]
-        if cheapest:
+        if strategy.name == "cheapest":
             quoted.sort(key=_by_quote)  # stable: the rule's order breaks ties
+        elif strategy.uses_stats:
+            quoted, step["strategy"] = self._rank(strategy, quoted, availability)
         if prefs is None:
             return quoted, None, applied
         rule_first = frozenset((p, m) for p, m, _ in quoted[:1])
         if prefs.sort == "price":
             quoted.sort(key=_by_quote)
+            applied.append("sort")
+        elif prefs.sort is not None:
+            quoted, step["sort"] = self._rank(self.sort_strategies[prefs.sort], quoted, availability)
             applied.append("sort")
         named: dict[tuple[str, str], None] = {}
         if prefs.order:
@@ -415,12 +428,12 @@ class Engine:
 
     def _try_candidates(self, job: Job, job_id: str, availability: Availability | None,
                         explanation: list[dict[str, Any]], prefs: Preferences | None, step: dict[str, Any],
-                        chain: list[tuple[str, str]], cheapest: bool, max_quote: float | None,
+                        chain: list[tuple[str, str]], strategy: strategies.Strategy, max_quote: float | None,
                         outcome: _Tally) -> Decision | None:
         """Each candidate through the filters, in order; the first that passes them all takes the job. Filters
         without side effects come first: the availability check may claim a breaker's probe, the budget
         charges the quote."""
-        quoted, allowed, applied = self._arrange(job, chain, cheapest, prefs)
+        quoted, allowed, applied = self._arrange(job, chain, strategy, prefs, availability, step)
         if step.get("bucket") is not None:
             applied.insert(1, "split")
         applied.append("limits")
@@ -441,7 +454,8 @@ class Engine:
             if self.budgets and availability.charge_budget is not None:
                 applied.append("budget")
         step["filters"] = applied
-        by_price = cheapest or (prefs is not None and prefs.sort == "price")
+        by_price = strategy.name == "cheapest" or (prefs is not None and prefs.sort == "price")
+        ranked = by_price or strategy.name != "order" or (prefs is not None and prefs.sort is not None)
         tried: list[dict[str, Any]] = []
         step["candidates"] = tried
         for position, (provider_name, model, quote) in enumerate(quoted):
@@ -469,17 +483,24 @@ class Engine:
             outcome.count(dropped, quote)
             tried.append(_candidate(provider_name, model, quote, dropped, skipped))
             if dropped is None:
-                later = "a cheaper candidate takes the job" if by_price else "an earlier candidate takes the job"
+                later = "a cheaper candidate takes the job" if by_price else \
+                    "a candidate ranked higher takes the job" if ranked else "an earlier candidate takes the job"
                 tried += [_candidate(p, m, q, None, f"not chosen: {later}") for p, m, q in quoted[position + 1:]]
-                chosen = f"routes to {provider_name}/{model} at ${quote:g}" + (" (the cheapest)" if by_price else "")
+                chosen = f"routes to {provider_name}/{model} at ${quote:g}" + (
+                    " (the cheapest)" if by_price else " (ranked first)" if ranked and not position else "")
                 explanation.append({**step, "why": chosen + (f" ({note})" if note else "")})
                 return self._route_priced(job, provider_name, provider, model, quote, budget_key, step["rule"],
                                           explanation)
-            if dropped == "tier" and not by_price:
+            if dropped == "tier" and not ranked:
                 break  # the rule's order is its price: it does not route to another candidate to save
         explanation.append({**step, "matched": False, "why": "no candidate can take the job: " + "; ".join(
             f"{c['provider']}/{c['model']} {c['skipped']}" for c in tried)})
         return None
+
+    def _rank(self, strategy: strategies.Strategy, quoted: list[tuple[str, str, float]],
+              availability: Availability | None) -> tuple[list[tuple[str, str, float]], dict[str, Any]]:
+        stats = availability.stats if availability is not None else None
+        return strategy.rank(quoted, stats, self.max_in_flight, availability.stats_note if availability else None)
 
     def _drop(self, job: Job, name: str, provider: Mapping[str, Any], model: str, quote: float,
               allowed: frozenset[tuple[str, str]] | None, prefs: Preferences | None, max_quote: float | None,
@@ -553,6 +574,7 @@ class Engine:
 
 
 ORDER_RULE = "routing.order"  # the job's own order, tried where no rule of the table matched
+_ORDER = strategies.Strategy()
 # Filters a job's own preferences apply: a job they leave without a candidate is preferences_unsatisfiable.
 _PREFERENCE_FILTERS = frozenset({"allowFallbacks", "only", "ignore", "consent"})
 

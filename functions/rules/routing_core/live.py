@@ -7,6 +7,11 @@ routing goes on, but never in silence: `freshness()` says the state is "stale" o
 decision carries it, and the heartbeat canary fails on it), each failed read is counted for the
 `ControlStateReadErrors` metric, and an ERROR is logged at the first failure of an environment and
 then at most once a minute. boto3 loads at the first read, not at init.
+
+With `read_stats` (the rules function) the same cached read also Queries the live statistics of the last
+STATS_SPAN_SEC (`pk = "stats" AND sk >= <bucket>`, routing_core.stats) for the strategies. A failed
+statistics read keeps the last statistics, and is just as loud: counted in `read_errors`, logged as an
+ERROR (the first, then once a minute), and `stats_note()` puts it in every ranked decision's explanation.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ import logging
 import time
 from typing import Any
 
+from routing_core import stats as live_stats
 from routing_core.availability import STATE_PK, Availability, plain, split_scope
 
 MAX_AGE_SEC = 2.0  # the staleness the routing decision may have (docs/AVAILABILITY.md)
 ERROR_LOG_EVERY_SEC = 60.0  # an unreadable table is logged at its first failure, then once a minute
 BUDGET_PK = "budget"  # sk: provider#YYYY-MM-DD (UTC), spentUsd
 BUDGET_DAYS_KEPT = 8
+STATS_SPAN_SEC = 3 * 3600  # the statistics the strategies read: 36 five-minute buckets per model
 logger = logging.getLogger(__name__)
 
 
@@ -29,7 +36,7 @@ class LiveState:
 
     def __init__(self, table_name: str, probe_timeouts: dict[str, float] | None = None,
                  max_age: float = MAX_AGE_SEC, client: Any = None, strict: bool = False,
-                 clock: Any = time.monotonic) -> None:
+                 clock: Any = time.monotonic, read_stats: bool = False, wall_clock: Any = time.time) -> None:
         self.table_name = table_name
         self.probe_timeouts = probe_timeouts or {}  # per provider: the routing table's breaker.probeTimeoutSec
         self.max_age = max_age
@@ -42,6 +49,12 @@ class LiveState:
         self._error_logged_at = float("-inf")
         self.started_at = clock()
         self.reads = 0
+        self.read_stats = read_stats
+        self._wall_clock = wall_clock
+        self._stats: dict[tuple[str, str], dict[str, Any]] | None = None  # None: never read
+        self._stats_ok_at: float | None = None
+        self._stats_error: str | None = None  # the last statistics read's failure, until one succeeds
+        self._stats_error_logged_at = float("-inf")
         self.read_errors = 0  # failed reads, all told; take_read_errors() hands them to the metric
         self._reported = 0
 
@@ -61,7 +74,35 @@ class LiveState:
         if started - self._read_at >= self.max_age:
             self._read_at = started
             self._items = self._read(started)
+            if self.read_stats:
+                self._read_statistics(started)
         return self._items
+
+    def _read_statistics(self, started: float) -> None:
+        try:
+            now = self._wall_clock()
+            lines = live_stats.summarise(live_stats.read(self.client, self.table_name, now, STATS_SPAN_SEC), now)
+        except Exception as exc:  # the strategies go on with the last statistics read, and say so
+            if self.strict:
+                raise
+            self.read_errors += 1
+            self._stats_error = type(exc).__name__
+            if started - self._stats_error_logged_at >= ERROR_LOG_EVERY_SEC:
+                self._stats_error_logged_at = started
+                logger.error("live statistics in %s not read (%s): strategies rank with %s", self.table_name,
+                             self._stats_error, self.stats_note())
+            return
+        self._stats = {(line["provider"], line["model"]): line for line in lines}
+        self._stats_ok_at, self._stats_error = started, None
+
+    def stats_note(self) -> str | None:
+        """Why the statistics may mislead (None: read within the cache bound), for the explanation."""
+        if self._stats_ok_at is None:
+            return f"statistics unread ({self._stats_error or 'no read yet'}): no statistics"
+        age = self._clock() - self._stats_ok_at
+        if self._stats_error is None and age <= self.max_age:
+            return None
+        return f"statistics stale ({self._stats_error or 'not refreshed'}): last read {age:.1f} s ago"
 
     def freshness(self) -> dict[str, Any]:
         """How old the state the decisions use is: "fresh" (read within the cache bound), "stale" (the
@@ -117,8 +158,10 @@ class LiveState:
 
     def availability(self, may_probe: bool = True) -> Availability:
         """The state now; `may_probe` False (the heartbeat's dry run) never claims a probe or charges a budget."""
-        return Availability(self.items(), claim_probe=self.claim_probe if may_probe else _no_probe,
-                            charge_budget=self.charge_budget if may_probe else None)
+        items = self.items()
+        return Availability(items, claim_probe=self.claim_probe if may_probe else _no_probe,
+                            charge_budget=self.charge_budget if may_probe else None,
+                            stats=self._stats, stats_note=self.stats_note() if self.read_stats else None)
 
     def claim_probe(self, scope: str, job_id: str) -> bool:
         """True for the one job that may probe a half-open breaker (the same job again, on a restart)."""

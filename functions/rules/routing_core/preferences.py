@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 ROUTING_FIELDS = ("order", "only", "ignore", "allowFallbacks", "sort", "maxPriceUsd")
-SORTS = ("price",)  # an enum: later strategies ("latency", "quality") extend it
+SORTS = ("price", "latency", "quality")  # latency: fastest first, quality: best-value (routing_core.strategies)
 MAX_SELECTORS = 20  # entries per list: bounds a decision's work
 MAX_METADATA_KEYS = 10
 MAX_METADATA_KEY_CHARS = 64

@@ -152,5 +152,7 @@ def _line(provider: str, model: str, line: Mapping[str, Any]) -> dict[str, Any]:
         "qualityMean": rounded(quality, 4), "qualityStdDev": rounded(quality_sd, 4),
         "qualitySamples": int(raw["qualityCount"]), "costRatio": rounded(cost_ratio, 4),
         "inFlight": max(0, int(line["flight"])), "routed": int(raw["routed"]),
+        # The decayed counts behind qualityMean and the failures: best-value's Beta posterior (strategies.py).
+        "qualityWeight": rounded(w["qualityCount"]), "failureWeight": rounded(w["samples"] - w["successes"]),
         "lastOutcomeAt": iso(line["last"]),  # the bucket's start: 5-minute resolution
     }

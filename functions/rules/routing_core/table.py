@@ -56,8 +56,16 @@ class Rule(_Strict):
     name: str = Field(pattern=_NAME)
     description: str = ""
     when: When
-    strategy: Literal["order", "cheapest"] = Field(
-        "order", description="order: the first candidate that can take the job; cheapest: the lowest quote among them")
+    strategy: Literal["order", "cheapest", "fastest", "least-busy", "best-value"] = Field(
+        "order", description="order: the first candidate that can take the job; cheapest: the lowest quote among "
+                             "them; fastest, least-busy, best-value: ranked by the live statistics "
+                             "(docs/ROUTING_STRATEGIES.md)")
+    minQuality: float | None = Field(
+        None, ge=0, le=1, description="best-value: a job's expected quality (a failure counting 0) below it ranks "
+                                      "after those above")
+    maxExploration: float | None = Field(
+        None, ge=0, le=1, description="best-value: the share of jobs that may go to other than the posterior's best "
+                                      "(default 0.1)")
     route: list[Route] | None = Field(None, min_length=1,
                                       description="candidates in order: the first available one is chosen")
     split: list[SplitEntry] | None = Field(
@@ -139,8 +147,17 @@ class PriorityQueue(_Strict):
 
 
 class RateLimits(_Strict):
-    maxJobsPerMinute: int = Field(ge=1, le=1_000_000, description="jobs admitted per UTC minute across every "
-                                                                  "rules environment (an atomic counter)")
+    maxJobsPerMinute: int | None = Field(
+        None, ge=1, le=1_000_000, description="jobs admitted per UTC minute across every rules environment (an "
+                                              "atomic counter)")
+    maxInFlight: int | None = Field(
+        None, ge=1, le=1_000_000, description="least-busy's denominator: a ranking input only, not enforced")
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> RateLimits:
+        if self.maxJobsPerMinute is None and self.maxInFlight is None:
+            raise ValueError("give maxJobsPerMinute, maxInFlight or both")
+        return self
 
 
 class Provider(_Strict):

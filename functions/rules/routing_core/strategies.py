@@ -1,0 +1,138 @@
+"""How a rule orders its candidates from the live statistics (issue 25 item 3): `strategy` per rule, and the
+job's own `routing.sort`. Plain Python (no numpy): the rules Lambda imports it at cold start.
+
+- order (the default): the rule's order.  cheapest: the lowest quote first (engine.py sorts by the quote).
+- fastest: the lowest `durationEwmaSec` first.
+- least-busy: the lowest `inFlight / maxInFlight` first; `rateLimits.maxInFlight` (per model, else per
+  provider, else 1: the raw in-flight count) is only the denominator of this ranking, no admission limit.
+- best-value: Thompson sampling. Per model a Beta posterior of the quality of a job, a failed job counting
+  as quality 0: `alpha = 1 + Σw·q`, `beta = 1 + Σw·(1 - q) + Σw·failures`, from the statistics' decayed sums.
+  One draw per candidate; those whose draw reaches the rule's `minQuality` are ranked by draw per dollar of
+  the quote, the rest after them by draw. A model with few outcomes has a wide posterior, so it gets
+  explored. A job whose first candidate is not the posterior MEANS' first is an exploration; once a rule's
+  explorations reach its `maxExploration` share (of the jobs it ranked in this environment) the means decide.
+
+A candidate the statistics know nothing of (no row, or no figure) ranks after those they know, in the rule's
+order: `fastest` and `least-busy` never gamble on an unknown, `best-value` explores it through its prior.
+Every ranking returns the figures it used, for the decision's explanation. Without statistics (the control
+table unread) each strategy keeps the rule's order and says so.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+STRATEGIES = ("order", "cheapest", "fastest", "least-busy", "best-value")
+SORT_STRATEGY = {"price": "cheapest", "latency": "fastest", "quality": "best-value"}  # routing.sort -> strategy
+DEFAULT_MAX_EXPLORATION = 0.1
+
+Candidate = tuple[str, str, float]  # provider, model, quote
+Stats = Mapping[tuple[str, str], Mapping[str, Any]]  # (provider, model) -> a line of stats.summarise
+
+
+class Strategy:
+    """One rule's strategy, compiled once per table; best-value keeps its exploration count here."""
+
+    __slots__ = ("name", "min_quality", "max_exploration", "ranked", "explored", "rng")
+
+    def __init__(self, name: str = "order", min_quality: float | None = None,
+                 max_exploration: float | None = None, rng: random.Random | None = None) -> None:
+        self.name = name
+        self.min_quality = min_quality
+        self.max_exploration = DEFAULT_MAX_EXPLORATION if max_exploration is None else max_exploration
+        self.ranked = 0  # jobs best-value ranked in this environment
+        self.explored = 0  # ... of which its first candidate was not the posterior means' first
+        self.rng = rng or random.Random()
+
+    @property
+    def uses_stats(self) -> bool:
+        return self.name in ("fastest", "least-busy", "best-value")
+
+    def rank(self, quoted: list[Candidate], stats: Stats | None, max_in_flight: Mapping[tuple[str, str], int],
+             stats_note: str | None = None) -> tuple[list[Candidate], dict[str, Any]]:
+        """The candidates in this strategy's order, and what the explanation says about it."""
+        info: dict[str, Any] = {"strategy": self.name}
+        if stats_note:
+            info["statsNote"] = stats_note
+        if stats is None:
+            info["ranking"] = "no statistics read: the rule's order"
+            return quoted, info
+        if self.name == "fastest":
+            figures = {_label(c): _figure(stats, c, "durationEwmaSec") for c in quoted}
+            ranked = _by_known(quoted, figures)
+            info.update(figure="durationEwmaSec", figures=figures,
+                        ranking="lowest durationEwmaSec first; unknown last, in the rule's order")
+        elif self.name == "least-busy":
+            figures = {}
+            for c in quoted:
+                flight = _figure(stats, c, "inFlight")
+                cap = max_in_flight.get((c[0], c[1])) or max_in_flight.get((c[0], "")) or 1
+                figures[_label(c)] = None if flight is None else round(flight / cap, 4)
+            ranked = _by_known(quoted, figures)
+            info.update(figure="inFlight/maxInFlight", figures=figures,
+                        ranking="lowest load first; unknown last, in the rule's order")
+        elif self.name == "best-value":
+            ranked = self._best_value(quoted, stats, info)
+        else:
+            return quoted, info
+        return ranked, info
+
+    def _best_value(self, quoted: list[Candidate], stats: Stats, info: dict[str, Any]) -> list[Candidate]:
+        floor = self.min_quality or 0.0
+        draws: dict[str, float] = {}
+        means: dict[str, float] = {}
+        for c in quoted:
+            alpha, beta = posterior(stats.get((c[0], c[1])))
+            draws[_label(c)] = round(self.rng.betavariate(alpha, beta), 4)
+            means[_label(c)] = round(alpha / (alpha + beta), 4)
+        greedy = _by_value(quoted, means, floor)
+        sampled = _by_value(quoted, draws, floor)
+        self.ranked += 1
+        explores = sampled[0] != greedy[0]
+        capped = explores and self.explored >= self.max_exploration * self.ranked
+        if explores and not capped:
+            self.explored += 1
+        ranked = greedy if capped else sampled
+        info.update(figure="quality of a job (failure = 0), Beta posterior", draws=draws, posteriorMeans=means,
+                    minQuality=self.min_quality, explored=explores and not capped,
+                    ranking=("posterior means per dollar (the exploration cap "
+                             f"{self.max_exploration:g} is reached)" if capped else
+                             "sampled quality per dollar among draws >= minQuality, then the rest by draw"))
+        return ranked
+
+
+def posterior(line: Mapping[str, Any] | None) -> tuple[float, float]:
+    """Beta(alpha, beta) of a job's quality from a stats line's decayed sums; Beta(1, 1) with none."""
+    if not line:
+        return 1.0, 1.0
+    weight = line.get("qualityWeight") or 0.0
+    mean = line.get("qualityMean")
+    good = weight * mean if mean is not None else 0.0
+    return 1.0 + good, 1.0 + (weight - good) + (line.get("failureWeight") or 0.0)
+
+
+def _label(c: Candidate) -> str:
+    return f"{c[0]}/{c[1]}"
+
+
+def _figure(stats: Stats, c: Candidate, name: str) -> float | None:
+    line = stats.get((c[0], c[1]))
+    value = line.get(name) if line else None
+    if name == "inFlight" and line is not None and value is None:
+        return 0.0
+    return value
+
+
+def _by_known(quoted: list[Candidate], figures: Mapping[str, float | None]) -> list[Candidate]:
+    known = sorted((c for c in quoted if figures[_label(c)] is not None), key=lambda c: figures[_label(c)] or 0.0)
+    return known + [c for c in quoted if figures[_label(c)] is None]  # sorted() is stable: ties in rule order
+
+
+def _by_value(quoted: list[Candidate], quality: Mapping[str, float], floor: float) -> list[Candidate]:
+    fit = [c for c in quoted if quality[_label(c)] >= floor]
+    rest = [c for c in quoted if quality[_label(c)] < floor]
+    fit.sort(key=lambda c: -quality[_label(c)] / max(c[2], 1e-9))
+    rest.sort(key=lambda c: -quality[_label(c)])
+    return fit + rest
