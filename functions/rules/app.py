@@ -21,7 +21,7 @@ from typing import Any
 
 from aws_lambda_powertools.logging import Logger
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
-from routing_core import rate_limits, rollout
+from routing_core import batch, rate_limits, rollout
 from routing_core.availability import Availability, by_provider
 from routing_core.engine import Decision, Engine, echo
 from routing_core.live import LiveState
@@ -34,7 +34,7 @@ table = load_table(Path(os.environ.get("ROUTING_TABLE_PATH") or DEFAULT_TABLE))
 engine = Engine(table, os.environ)
 provider_state = LiveState(os.environ["PROVIDER_STATE_TABLE"], {
     name: spec["breaker"]["probeTimeoutSec"] for name, spec in table["providers"].items()
-}, read_stats=True) if os.environ.get("PROVIDER_STATE_TABLE") else None  # statistics: routing_core.strategies
+}) if os.environ.get("PROVIDER_STATE_TABLE") else None
 # Published routing tables (routing_core.rollout): the pointer rides in provider_state's cached read.
 if provider_state is not None:  # rate limits share the control table and its client (routing_core.rate_limits)
     _state = provider_state
@@ -73,8 +73,23 @@ def _control_state_metrics(read_errors: int, age_sec: float) -> None:
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: Any, context: Any) -> Decision:
+def lambda_handler(event: Any, context: Any) -> Decision | dict[str, Any]:
     payload = event if isinstance(event, dict) else {}
+    if "batch" in payload:  # video.job.batch.submitted: one invoke decides every job (routing_core.batch)
+        return batch.plan(payload["batch"], lambda job: _decide_in_batch(job, payload.get("creditsTable")))
+    return _decide(payload)
+
+
+def _decide_in_batch(job: Any, credits_table: Any) -> Decision:
+    """A job of a batch decided exactly as a single job (same engine, version, shadow, log line and
+    RoutingAttempts), its metric line flushed on its own: one line per decision, as for a single job."""
+    decision = _decide({"detail": job, "creditsTable": credits_table})
+    if metrics.metric_set:
+        metrics.flush_metrics()
+    return decision
+
+
+def _decide(payload: dict[str, Any]) -> Decision:
     detail = payload.get("detail")
     job_id = detail.get("jobId") if isinstance(detail, dict) else None
     logger.set_correlation_id(echo(job_id) if job_id is not None else None)
