@@ -54,6 +54,12 @@ ASSUMPTIONS = {
     # (routing_core.live.MAX_AGE_SEC), one strongly consistent Query of under 4 KB (1 read unit).
     "jobs_per_second_per_rules_environment": 5.0,
     "provider_state_read_units": 1,
+    # Batch mode (issue 26), 100 jobs a video.job.batch.submitted: the execution claims 10 jobs at a time,
+    # then sends and marks each send group of 10 (about 10 rounds of 2-3 calls at 10-30 ms), and holds
+    # the plan of 100 decisions (tens of KB) in its state: billed at 128 MB, not 64.
+    "batch_jobs": 100,
+    "batch_express_duration_s": 2.0,
+    "batch_express_memory_gb": 0.125,
 }
 
 LOG_LEVELS = ("OFF", "FATAL", "ERROR", "ALL")
@@ -147,6 +153,42 @@ def provider_state_reads_per_job(jobs_per_second: float | None = None) -> float:
     return min(1.0, 1.0 / (rate * MAX_AGE_SEC))
 
 
+def batch_cost(m: dict[str, Any], level: str = "ERROR", jobs: int | None = None) -> dict[str, float]:
+    """Dollars per million routed jobs when they come `jobs` to a video.job.batch.submitted. MODELED, not
+    measured: the per-job inputs (item sizes, the decision's log line) are the single job's measured ones,
+    the requests per batch those of the batch design (docs/COST.md, "Batch mode"): one submitted event
+    (per 64 KB chunk), one execution, one rules invoke deciding every job, the claim and the mark per job,
+    one SendMessageBatch per 10 routed jobs (per 64 KB chunk), one outcome event per job (EventBridge bills
+    entries, not calls) and one video.job.batch.routed summary."""
+    p, a = PRICES, ASSUMPTIONS
+    n = jobs or int(a["batch_jobs"])
+    chunk = 64 * 1024
+    submitted_chunks = math.ceil((n * (m["event_bytes"] + 2) + 100) / chunk)
+    send_calls = math.ceil(n / 10) * max(1, math.ceil(10 * (m["event_bytes"] + 200) / chunk))
+    wru = _write_units(m, m["paths"]["ROUTED"]["requests"].get("dynamodb", 2))
+    billed_s = math.ceil(a["batch_express_duration_s"] * 10) / 10
+    lambda_s = n * a["lambda_warm_duration_s"] + a["cold_start_rate"] * a["rules_init_s"]
+    sfn_log_events = {"OFF": 0, "FATAL": 0, "ERROR": 0, "ALL": m["paths"]["ROUTED"]["history_events"]}[level]
+    per_batch = {
+        "EventBridge (batch event, outcome events, summary)": (submitted_chunks + n + 1) * p["eventbridge_per_event"],
+        "Step Functions EXPRESS requests": p["sfn_express_per_request"],
+        "Step Functions EXPRESS duration": billed_s * a["batch_express_memory_gb"] * p["sfn_express_per_gb_second"],
+        "Lambda requests": p["lambda_per_request"],
+        "Lambda duration and INIT": lambda_s * a["lambda_memory_gb"] * p["lambda_arm_per_gb_second"],
+        "DynamoDB writes": n * wru * p["dynamodb_per_wru"],
+        "SQS": send_calls * p["sqs_per_request"],
+        "CloudWatch Logs (Lambda)": n * (m["lambda_log_bytes_per_invocation"] + a["lambda_platform_log_bytes"])
+        / 1e9 * p["logs_per_gb_ingested"],
+        # at LogLevel=ALL the history grows with the jobs: about the single job's events per job
+        "CloudWatch Logs (workflow)": n * sfn_log_events * a["sfn_log_bytes_per_event"] / 1e9
+        * p["logs_per_gb_ingested"],
+        "X-Ray": a["xray_sampled"] * p["xray_per_trace"],
+        "DynamoDB provider-state reads": provider_state_reads_per_job() * a["provider_state_read_units"]
+        * p["dynamodb_per_rru"],  # one read per invoke at most, and a batch is one invoke
+    }
+    return {k: v / n * 1e6 for k, v in per_batch.items()}
+
+
 def single_lambda_cost(m: dict[str, Any]) -> dict[str, float]:
     """The original design: one Lambda behind the rule doing the same writes, send and emit."""
     p, a = PRICES, ASSUMPTIONS
@@ -200,6 +242,12 @@ def main(chart_to: Path = ROOT / "docs" / "cost-by-log-level.png") -> dict[str, 
         print(f"  {name:42s} ${value:.3f}")
     total, single_total = sum(default.values()), sum(single.values())
     print(f"single Lambda, routed job: ${single_total:.2f} per million; ratio {total / single_total:.2f}")
+    batch = batch_cost(m)
+    batch_total = sum(batch.values())
+    print(f"batch mode ({ASSUMPTIONS['batch_jobs']:g} jobs a batch, modeled): ${batch_total:.2f} per million routed "
+          f"jobs against ${total:.2f} one event each (goal <= $3.00)")
+    for name, value in sorted(batch.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:50s} ${value:.3f}")
     chart_to.parent.mkdir(parents=True, exist_ok=True)
     chart(m, chart_to)
     state_reads = default["DynamoDB provider-state reads"]
@@ -217,7 +265,8 @@ def main(chart_to: Path = ROOT / "docs" / "cost-by-log-level.png") -> dict[str, 
                "cost_provider_state_per_million_usd": state_reads,
                "cost_provider_state_worst_per_million_usd": worst * 1e6,
                "cost_per_million_usd_log_all": sum(router_cost(m, "ALL").values()),
-               "cost_per_million_usd_single_lambda": single_total}
+               "cost_per_million_usd_single_lambda": single_total,
+               "cost_per_million_usd_batch_modeled": batch_total}
     for path, info in m["paths"].items():  # the cost model's measured inputs, flat for results.json
         name = path.lower()
         figures[f"{name}_state_transitions"] = float(info["transitions"])
