@@ -69,7 +69,7 @@ def test_table_show_refuses_a_bad_table_in_one_line(tmp_path: Path) -> None:
 
 def test_publish_refuses_bad_preferences_before_sending(tmp_path: Path) -> None:
     for routing, message in ((({"order": ["runway"]}), "invalid_routing: routing.order[0]: unknown provider"),
-                             ({"sort": "latency"}, "routing.sort: Input should be 'price'"),
+                             ({"sort": "speed"}, "routing.sort: Input should be 'price'"),
                              ({"maxPriceUsd": -1}, "routing.maxPriceUsd: Input should be greater than 0")):
         path = write(tmp_path, {**JOB, "routing": routing})
         result = runner.invoke(app, ["publish", path, "--endpoint-url", "http://127.0.0.1:9"])
