@@ -10,7 +10,7 @@ export AWS_ACCESS_KEY_ID ?= testing
 export AWS_SECRET_ACCESS_KEY ?= testing
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup browser test coverage unit differential test-without-speedups lint demo bench bench-record schemas lock graph clean build lock-requirements
+.PHONY: setup browser test coverage unit differential test-without-speedups lint demo bench bench-record bench-routing schemas lock graph clean build lock-requirements
 
 setup: $(BIN)/.installed $(TOOLS)/sam/.installed $(TOOLS)/checkov/.installed $(TOOLS)/aws/.installed $(ASL_TOOLS)/.installed browser
 
@@ -100,6 +100,11 @@ bench: $(BIN)/.installed $(TOOLS)/litellm/.installed
 
 bench-record: $(BIN)/.installed $(TOOLS)/litellm/.installed
 	$(BIN)/python bench/run.py --record
+
+# The routing strategies against simulated providers (issue 25): .local/bench/routing.json, the plot and
+# the table in docs/ROUTING_STRATEGIES.md. No AWS, about a minute.
+bench-routing: $(BIN)/.installed
+	$(BIN)/python bench/routing.py
 
 schemas: $(BIN)/.installed
 	$(BIN)/routing-manager schemas --write

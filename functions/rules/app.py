@@ -34,7 +34,7 @@ table = load_table(Path(os.environ.get("ROUTING_TABLE_PATH") or DEFAULT_TABLE))
 engine = Engine(table, os.environ)
 provider_state = LiveState(os.environ["PROVIDER_STATE_TABLE"], {
     name: spec["breaker"]["probeTimeoutSec"] for name, spec in table["providers"].items()
-}) if os.environ.get("PROVIDER_STATE_TABLE") else None
+}, read_stats=True) if os.environ.get("PROVIDER_STATE_TABLE") else None  # statistics: routing_core.strategies
 # Published routing tables (routing_core.rollout): the pointer rides in provider_state's cached read.
 if provider_state is not None:  # rate limits share the control table and its client (routing_core.rate_limits)
     _state = provider_state

@@ -59,17 +59,21 @@ def test_fastest_takes_the_lowest_duration_ewma_and_explains_the_figures() -> No
     info = step(d)["strategy"]
     assert info["figure"] == "durationEwmaSec"
     assert info["figures"] == {"fal/wan-i2v": 90.0, "replicate/minimax/video-01": 20.0}
-    assert "lowest durationEwmaSec first" in info["ranking"]
+    assert "the lowest durationEwmaSec" in info["ranking"]
     assert "ranked first" in step(d)["why"]
     assert step(d)["candidates"][1]["skipped"] == "not chosen: a candidate ranked higher takes the job"
 
 
-def test_fastest_ranks_an_unknown_model_last() -> None:
-    d = decide(engine("fastest"), {REPLICATE: line(5, duration=200.0)})
+def test_fastest_tries_a_model_with_no_duration_first_to_learn_it() -> None:
+    d = decide(engine("fastest"), {FAL: line(5, duration=20.0)})
     assert d["provider"] == "replicate"
-    assert step(d)["strategy"]["figures"]["fal/wan-i2v"] is None
-    d = decide(engine("fastest"), {FAL: line(5, duration=200.0)})
-    assert d["provider"] == "fal"
+    assert step(d)["strategy"]["figures"]["replicate/minimax/video-01"] is None
+    assert step(d)["strategy"]["ranking"] == "unknown first (to learn it), then the lowest durationEwmaSec"
+
+
+def test_least_busy_takes_a_model_with_no_statistics_as_idle() -> None:
+    d = decide(engine("least-busy"), {FAL: line(in_flight=1)})
+    assert d["provider"] == "replicate" and step(d)["strategy"]["figures"]["replicate/minimax/video-01"] == 0.0
 
 
 def test_least_busy_divides_in_flight_by_max_in_flight() -> None:
@@ -186,7 +190,9 @@ def test_live_state_reads_the_statistics_of_the_last_three_hours_with_the_provid
     bucket = stats.bucket_of(now)
     table.stats_items = [{"pk": {"S": "stats"}, "sk": {"S": f"{bucket:010d}#replicate#minimax/video-01"},
                           "durationCount": {"N": "4"}, "durationSum": {"N": "40"}, "durationSqSum": {"N": "400"},
-                          "samples": {"N": "4"}, "successes": {"N": "4"}}]
+                          "samples": {"N": "4"}, "successes": {"N": "4"}},
+                         {"pk": {"S": "stats"}, "sk": {"S": f"{bucket:010d}#fal#wan-i2v"},
+                          "durationCount": {"N": "1"}, "durationSum": {"N": "50"}, "durationSqSum": {"N": "2500"}}]
     state = LiveState("t", client=table, clock=clock, read_stats=True, wall_clock=lambda: now)
     availability = state.availability()
     assert availability.stats is not None and availability.stats[REPLICATE]["durationEwmaSec"] == 10.0

@@ -12,8 +12,10 @@ job's own `routing.sort`. Plain Python (no numpy): the rules Lambda imports it a
   explored. A job whose first candidate is not the posterior MEANS' first is an exploration; once a rule's
   explorations reach its `maxExploration` share (of the jobs it ranked in this environment) the means decide.
 
-A candidate the statistics know nothing of (no row, or no figure) ranks after those they know, in the rule's
-order: `fastest` and `least-busy` never gamble on an unknown, `best-value` explores it through its prior.
+A model the statistics have no duration for ranks FIRST in `fastest` (in the rule's order): it is tried until
+its first outcome gives it a figure, so a new model, or one unused for the statistics' 3 hours, is learnt
+rather than never chosen. In `least-busy` a model with no row has nothing in flight. `best-value` explores
+an unknown model through its prior, Beta(1, 1).
 Every ranking returns the figures it used, for the decision's explanation. Without statistics (the control
 table unread) each strategy keeps the rule's order and says so.
 """
@@ -63,7 +65,7 @@ class Strategy:
             figures = {_label(c): _figure(stats, c, "durationEwmaSec") for c in quoted}
             ranked = _by_known(quoted, figures)
             info.update(figure="durationEwmaSec", figures=figures,
-                        ranking="lowest durationEwmaSec first; unknown last, in the rule's order")
+                        ranking="unknown first (to learn it), then the lowest durationEwmaSec")
         elif self.name == "least-busy":
             figures = {}
             for c in quoted:
@@ -71,8 +73,7 @@ class Strategy:
                 cap = max_in_flight.get((c[0], c[1])) or max_in_flight.get((c[0], "")) or 1
                 figures[_label(c)] = None if flight is None else round(flight / cap, 4)
             ranked = _by_known(quoted, figures)
-            info.update(figure="inFlight/maxInFlight", figures=figures,
-                        ranking="lowest load first; unknown last, in the rule's order")
+            info.update(figure="inFlight/maxInFlight", figures=figures, ranking="lowest load first")
         elif self.name == "best-value":
             ranked = self._best_value(quoted, stats, info)
         else:
@@ -120,14 +121,14 @@ def _label(c: Candidate) -> str:
 def _figure(stats: Stats, c: Candidate, name: str) -> float | None:
     line = stats.get((c[0], c[1]))
     value = line.get(name) if line else None
-    if name == "inFlight" and line is not None and value is None:
-        return 0.0
+    if name == "inFlight" and value is None:
+        return 0.0  # nothing routed there in the statistics' span
     return value
 
 
 def _by_known(quoted: list[Candidate], figures: Mapping[str, float | None]) -> list[Candidate]:
     known = sorted((c for c in quoted if figures[_label(c)] is not None), key=lambda c: figures[_label(c)] or 0.0)
-    return known + [c for c in quoted if figures[_label(c)] is None]  # sorted() is stable: ties in rule order
+    return [c for c in quoted if figures[_label(c)] is None] + known  # sorted() is stable: ties in rule order
 
 
 def _by_value(quoted: list[Candidate], quality: Mapping[str, float], floor: float) -> list[Candidate]:
