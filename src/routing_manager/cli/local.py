@@ -67,6 +67,9 @@ def local_run(
             try:
                 results = runner.publish_and_wait(local, events, timeout=timeout)
             except KeyboardInterrupt:  # report what ran so far; what was still running shows STUCK
+                from routing_manager.local.server import exit_anyway_after
+
+                exit_anyway_after(30.0, 130, "interrupted: the report did not finish in 30 s")
                 status.stop()
                 results = [runner.summarise(e) for e in stack.wait_for_executions(local, 0, timeout=0)]
                 _report(results, as_json, Console(file=real_stdout, soft_wrap=True, width=out.width))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,19 @@ def start(host: str = "127.0.0.1", port: int = 5000, routing_table: Path | None 
     return server, deployed
 
 
+def exit_anyway_after(seconds: float, code: int, why: str) -> None:
+    """Ctrl-C or SIGTERM must end the process: the interrupt may land while the main thread holds a lock
+    that the clean-up needs (moto's, an environment pool's). Past `seconds`, say so and exit."""
+    def exit_now() -> None:
+        sys.stderr.write(f"error: {why} (exited without it)\n")
+        sys.stderr.flush()
+        os._exit(code)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()
+
+
 def serve(host: str, port: int, announce: Callable[[str], None], routing_table: Path | None = None,
           echo_logs: Callable[[str], None] | None = None) -> None:
     server, deployed = start(host, port, routing_table, echo_logs)
@@ -52,6 +66,7 @@ def serve(host: str, port: int, announce: Callable[[str], None], routing_table: 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
     stopped.wait()
+    exit_anyway_after(15.0, 0, "local up: stopping the stack took over 15 s")
     alarms.stop()
     stack.release(deployed)  # every function's process ends with the stack
     server.stop()  # type: ignore[attr-defined]
