@@ -17,7 +17,8 @@ def test_aws_sdk_eventbridge_put_events_runs_on_moto() -> None:
     from routing_manager.local import moto_adapters
     from routing_manager.local import stack as local_stack
 
-    with local_stack.mocked_aws(), moto_adapters.adapted():
+    moto_adapters.install()  # once per process, as the deploying fixtures do (applying twice is refused)
+    with local_stack.mocked_aws():
         sfn = boto3.client("stepfunctions", region_name="us-east-1")
         definition = {"StartAt": "AnnounceIt", "States": {"AnnounceIt": {
             "Type": "Task", "Resource": "arn:aws:states:::aws-sdk:eventbridge:putEvents",
