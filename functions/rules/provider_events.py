@@ -11,7 +11,6 @@ Behind two EventBridge rules:
   conditional SET, only where the record names that provider.
 - `video.job.routed` from `routing.manager`, and every outcome above: the live statistics per (provider,
   model) (routing_core.stats: one atomic ADD per event; in-flight is routed - finished).
-- every outcome above also ends the job's in-flight lease (`rateLimits.maxInFlight`, routing_core.rate_limits).
 - `CloudWatch Alarm State Change` of a queue-age alarm (`<stack>-saturated-<provider>`): ALARM marks
   the provider saturated, OK clears it. Any other alarm of the stack that goes to ALARM ends a routing
   table canary that names it in `--rollback-on` (routing_core.rollout): announced `routing.table.changed`
@@ -32,7 +31,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.logging import Logger
 from pydantic import ValidationError
-from routing_core import control, rate_limits, rollout, stats
+from routing_core import control, rollout, stats
 from routing_core.availability import STATE_PK, scope, state_of
 from routing_core.contract import (
     COMPLETED_DETAIL_TYPE,
@@ -95,10 +94,6 @@ def on_outcome(kind: str, detail: dict[str, Any]) -> dict[str, Any]:
     failed = isinstance(outcome, JobFailedDetail)
     now = time.time()
     _keep_on_job(outcome, failed, now)
-    # The job's in-flight leases end (rateLimits.maxInFlight): idempotent, so an error here raises and Lambda's
-    # retry counts nothing twice. Both scopes always: a published routing table may limit what the bundled
-    # one does not, and a REMOVE where no lease is held is one failed condition.
-    rate_limits.release(ddb, TABLE, [outcome.provider, f"{outcome.provider}#{outcome.model}"], outcome.jobId)
     # Before the breaker's window: an error here raises and Lambda retries with nothing counted yet.
     counted = not (isinstance(outcome, JobFailedDetail) and outcome.errorType == "invalid_input")
     stats.record_outcome(ddb, TABLE, outcome.provider, outcome.model, now, counted=counted, completed=not failed,

@@ -36,15 +36,10 @@ class FakeLimiter(rate_limits.Limiter):
     def __init__(self, full: set[str]) -> None:
         self.full, self.asked = full, []  # type: list[list[tuple[str, int]]]
 
-    def admit(self, scopes: list[tuple[str, int]], flights: list[tuple[str, int]] | None = None,
-              job_id: str | None = None) -> str | None:
-        self.asked.append(scopes + [(f"flight:{s}", limit) for s, limit in flights or []])
+    def admit(self, scopes: list[tuple[str, int]]) -> str | None:
+        self.asked.append(scopes)
         return next((f"rate limited: {limit} jobs a minute admitted to {s}" for s, limit in scopes if s in self.full),
-                    None) or next((f"rate limited: {limit} jobs in flight at {s} (maxInFlight)"
-                                   for s, limit in flights or [] if f"flight:{s}" in self.full), None)
-
-    def release(self, flights: list[str], job_id: str) -> None:
-        self.asked.append([(f"release:{s}", 0) for s in flights])
+                    None)
 
 
 @pytest.fixture
@@ -119,83 +114,3 @@ def test_a_full_model_counter_gives_the_providers_slot_back() -> None:
             return str(item["admitted"]["N"])
 
         assert (admitted("fal#600"), admitted("fal#wan-i2v#600")) == ("1", "1")
-
-
-def control_table() -> Any:
-    ddb = boto3.client("dynamodb", region_name="us-east-1")
-    ddb.create_table(TableName="control", BillingMode="PAY_PER_REQUEST",
-                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                {"AttributeName": "sk", "KeyType": "RANGE"}],
-                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                           {"AttributeName": "sk", "AttributeType": "S"}])
-    return ddb
-
-
-def leases(ddb: Any, scope: str) -> dict[str, Any]:
-    item = ddb.get_item(TableName="control", Key={"pk": {"S": "rate"}, "sk": {"S": f"flight#{scope}"}}).get("Item")
-    return item["leases"]["M"] if item else {}
-
-
-def test_the_table_takes_max_in_flight_per_provider_and_model() -> None:
-    per_model = {"wan-i2v": {"maxInFlight": 2, "maxJobsPerMinute": 9}}
-    RoutingTable.model_validate(limited(fal={"rateLimits": {"maxInFlight": 5}, "modelRateLimits": per_model}))
-    with pytest.raises(ValidationError):
-        RoutingTable.model_validate(limited(fal={"rateLimits": {"maxInFlight": 0}}))
-
-
-def test_a_job_takes_a_lease_of_the_providers_and_its_models_in_flight_limit(limiter: FakeLimiter) -> None:
-    engine = Engine(limited(fal={"rateLimits": {"maxJobsPerMinute": 5, "maxInFlight": 3},
-                                 "modelRateLimits": {"wan-i2v": {"maxInFlight": 2}}}), QUEUES)
-    assert engine.decide(JOB, None, live())["provider"] == "fal"
-    assert limiter.asked == [[("fal", 5), ("flight:fal", 3), ("flight:fal#wan-i2v", 2)]]
-
-
-def test_a_candidate_with_every_slot_in_flight_passes_the_job_on_and_explain_says_why(limiter: FakeLimiter) -> None:
-    limiter.full = {"flight:fal"}
-    decision = Engine(limited(fal={"rateLimits": {"maxInFlight": 2}}), QUEUES).decide(JOB, None, live())
-    assert (decision["outcome"], decision["provider"]) == ("route", "replicate")
-    step = next(s for s in decision["explanation"] if s.get("candidates"))
-    assert "rateLimit" in step["filters"]
-    assert (step["candidates"][0]["droppedBy"], step["candidates"][0]["skipped"]) == (
-        "rateLimit", "rate limited: 2 jobs in flight at fal (maxInFlight)")
-    limiter.full = {"flight:fal", "flight:replicate"}
-    table = limited(fal={"rateLimits": {"maxInFlight": 2}}, replicate={"rateLimits": {"maxInFlight": 1}})
-    decision = Engine(table, QUEUES).decide(JOB, None, live())
-    assert (decision["outcome"], decision["reason"]) == ("unavailable", "rate_limited")
-
-
-def test_a_budget_that_refuses_the_job_gives_its_lease_back(limiter: FakeLimiter) -> None:
-    engine = Engine(limited(fal={"rateLimits": {"maxInFlight": 2}, "dailyBudgetUsd": 1}), QUEUES)
-    refused = Availability({}, charge_budget=lambda provider, amount, limit: (provider != "fal", "spent"))
-    assert engine.decide(JOB, None, refused)["provider"] == "replicate"
-    assert [("release:fal", 0)] in limiter.asked
-
-
-def test_leases_hold_the_limit_are_idempotent_per_job_freed_by_release_and_expire() -> None:
-    with mock_aws():
-        ddb = control_table()
-        now = [1000.0]
-        limiter = rate_limits.Limiter(lambda: ddb, "control", clock=lambda: now[0])
-        assert limiter.admit([], [("fal", 2)], "a") is None  # the scope's first lease creates its map
-        assert limiter.admit([], [("fal", 2)], "b") is None
-        assert limiter.admit([], [("fal", 2)], "a") is None  # a replayed decision: no second slot
-        assert limiter.admit([], [("fal", 2)], "c") == "rate limited: 2 jobs in flight at fal (maxInFlight)"
-        assert sorted(leases(ddb, "fal")) == ["a", "b"]
-        rate_limits.release(ddb, "control", ["fal", "fal#wan-i2v"], "a")  # an outcome; the model scope has none
-        assert limiter.admit([], [("fal", 2)], "c") is None
-        assert limiter.admit([], [("fal", 2)], "d") is not None
-        now[0] += rate_limits.LEASE_SEC + 1  # b's and c's outcomes were lost: their leases end
-        assert limiter.admit([], [("fal", 2)], "d") is None
-        assert sorted(leases(ddb, "fal")) == ["d"]
-
-
-def test_a_full_in_flight_limit_gives_the_minute_slot_back() -> None:
-    with mock_aws():
-        ddb = control_table()
-        limiter = rate_limits.Limiter(lambda: ddb, "control", clock=lambda: 600.0)
-        assert limiter.admit([("fal", 5)], [("fal", 1), ("fal#wan-i2v", 1)], "a") is None
-        assert limiter.admit([("fal", 5)], [("fal", 1)], "b") is not None
-        assert limiter.admit([("fal", 5)], [("fal", 9), ("fal#wan-i2v", 1)], "b") is not None
-        counter = ddb.get_item(TableName="control", Key={"pk": {"S": "rate"}, "sk": {"S": "fal#600"}})["Item"]
-        assert counter["admitted"]["N"] == "1"
-        assert sorted(leases(ddb, "fal")) == ["a"]  # b's lease of fal was given back when its model's was full

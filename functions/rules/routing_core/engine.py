@@ -216,8 +216,7 @@ class Engine:
             (name, model): limit["maxJobsPerMinute"] for name, spec in table["providers"].items()
             for model, limit in [(None, spec.get("rateLimits")), *(spec.get("modelRateLimits") or {}).items()]
             if limit and limit.get("maxJobsPerMinute")}
-        # (provider, model or "") -> maxInFlight: least-busy's denominator, and the leases a routed job takes
-        # (routing_core.rate_limits)
+        # (provider, model or "") -> maxInFlight: least-busy's denominator only (routing_core.strategies)
         self.max_in_flight: dict[tuple[str, str], int] = {
             (name, model or ""): limit["maxInFlight"] for name, spec in table["providers"].items()
             for model, limit in [(None, spec.get("rateLimits")), *(spec.get("modelRateLimits") or {}).items()]
@@ -329,12 +328,10 @@ class Engine:
                 refusal = self._credits_refusal(job, key, model, quote)
                 if refusal is not None:
                     return _reject(reasons.INSUFFICIENT_CREDITS, "explicit-provider", explanation, refusal)
-                exhausted = self._admit(key, model, availability, job_id)
+                exhausted = self._admit(key, model, availability)
                 budget_key: str | None = None
                 if exhausted is None:
                     exhausted, budget_key = self._charge(key, quote, availability)
-                    if exhausted is not None:
-                        self._release(key, model, availability, job_id)
                 if exhausted is None:
                     return self._route_priced(job, key, provider, model, quote, budget_key, "explicit-provider",
                                               explanation, f"provider {key} requested" + (f" ({note})" if note else ""))
@@ -452,8 +449,7 @@ class Engine:
             applied.append("maxPrice")
         if availability is not None:
             applied.append("availability")
-            if (self.rate_limits or self.max_in_flight) and availability.charge_budget is not None \
-                    and rate_limits.LIMITER is not None:
+            if self.rate_limits and availability.charge_budget is not None and rate_limits.LIMITER is not None:
                 applied.append("rateLimit")
             if self.budgets and availability.charge_budget is not None:
                 applied.append("budget")
@@ -478,14 +474,12 @@ class Engine:
                     tried.append(_candidate(provider_name, model, quote, "credits", refusal))
                     explanation.append({**step, "why": refusal})
                     return _reject(reasons.INSUFFICIENT_CREDITS, step["rule"], explanation, None)
-                skipped = self._admit(provider_name, model, availability, job_id)
+                skipped = self._admit(provider_name, model, availability)
                 if skipped is not None:
                     dropped = "rateLimit"
                 else:
                     skipped, budget_key = self._charge(provider_name, quote, availability)
                     dropped = "budget" if skipped is not None else None
-                    if skipped is not None:
-                        self._release(provider_name, model, availability, job_id)
             outcome.count(dropped, quote)
             tried.append(_candidate(provider_name, model, quote, dropped, skipped))
             if dropped is None:
@@ -544,25 +538,15 @@ class Engine:
             return None
         return f"{provider}/{model} quotes ${quote:g} = {needed:g} credits, over the balance of {job.credits:g}"
 
-    def _admit(self, provider: str, model: str, availability: Availability | None, job_id: str) -> str | None:
-        """Why the provider's or model's rate limit (jobs a minute, then jobs in flight) cannot admit the job now
-        (None: admitted, its slots taken). Only in a decision that may spend (charge_budget set: not explain, a
-        dry run or a shadow)."""
-        if not (self.rate_limits or self.max_in_flight) or availability is None or availability.charge_budget is None:
+    def _admit(self, provider: str, model: str, availability: Availability | None) -> str | None:
+        """Why the provider's or model's rate limit cannot admit the job now (None: admitted, a slot taken).
+        Only in a decision that may spend (charge_budget set: not explain, a dry run or a shadow)."""
+        if not self.rate_limits or availability is None or availability.charge_budget is None:
             return None
         limiter = rate_limits.LIMITER
         scopes = [(f"{provider}#{m}" if m else provider, self.rate_limits[(provider, m)])
                   for m in (None, model) if (provider, m) in self.rate_limits]
-        flights = [(f"{provider}#{m}" if m else provider, self.max_in_flight[(provider, m)])
-                   for m in ("", model) if (provider, m) in self.max_in_flight]
-        return limiter.admit(scopes, flights, job_id) if (scopes or flights) and limiter is not None else None
-
-    def _release(self, provider: str, model: str, availability: Availability | None, job_id: str) -> None:
-        """Give back the job's in-flight leases: admitted, then refused by the budget (never routed)."""
-        limiter = rate_limits.LIMITER
-        flights = [f"{provider}#{m}" if m else provider for m in ("", model) if (provider, m) in self.max_in_flight]
-        if flights and limiter is not None and availability is not None and availability.charge_budget is not None:
-            limiter.release(flights, job_id)
+        return limiter.admit(scopes) if scopes and limiter is not None else None
 
     def _charge(self, provider: str, quote: float, availability: Availability | None) -> tuple[str | None, str | None]:
         """(why the provider's daily budget cannot take the quote, the budget item charged). No budget, or no

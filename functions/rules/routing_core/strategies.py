@@ -4,7 +4,7 @@ job's own `routing.sort`. Plain Python (no numpy): the rules Lambda imports it a
 - order (the default): the rule's order.  cheapest: the lowest quote first (engine.py sorts by the quote).
 - fastest: the lowest `durationEwmaSec` first.
 - least-busy: the lowest `inFlight / maxInFlight` first; `rateLimits.maxInFlight` (per model, else per
-  provider, else 1: the raw in-flight count) is its denominator; rate_limits.py enforces it as an admission limit.
+  provider, else 1: the raw in-flight count) is only the denominator of this ranking, no admission limit.
 - best-value: Thompson sampling. Per model a Beta posterior of the quality of a job, a failed job counting
   as quality 0: `alpha = 1 + Σw·q`, `beta = 1 + Σw·(1 - q) + Σw·failures`, from the statistics' decayed sums.
   One draw per candidate; those whose draw reaches the rule's `minQuality` are ranked by draw per dollar of
