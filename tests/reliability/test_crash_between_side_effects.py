@@ -13,6 +13,7 @@ from moto.sqs.models import SQSBackend
 from typer.testing import CliRunner
 
 from routing_manager.cli import app
+from routing_manager.local import moto_adapters
 from routing_manager.local.stack import LocalStack, execution_arns, wait_for_executions
 from tests.reliability.faults import Fault, inject
 from tests.support import events_for, job, messages_for, submit
@@ -35,6 +36,7 @@ def crash_then_replay(stack: LocalStack, monkeypatch: pytest.MonkeyPatch,
     # On a loaded machine the execution may not have reached the crash in those 3 s: removing the fault
     # first would let it go on and send as well as the replay.
     assert fault.fired.wait(60), "the execution never reached the injected crash"
+    moto_adapters.kill_execution(crashed.executionArn)  # dead, as on AWS: not timed out and retried
     monkeypatch.undo()  # the fault is gone; the service is back
     monkeypatch.setattr("routing_manager.cli._aws_client", lambda service, *a: stack.client(service))
     before = execution_arns(stack)

@@ -1010,6 +1010,15 @@ def allow_deep_json(depth: int = 2_000) -> None:
         sys.setrecursionlimit(depth * 5)
 
 
+def kill_execution(execution_arn: str) -> None:
+    """End an execution whose thread a test killed mid-task, as AWS ends a killed EXPRESS execution: moto's
+    interpreter would otherwise time the dead task out (its TimeoutSeconds) and retry it."""
+    import datetime
+
+    backend = _parser_backend(execution_arn)
+    backend.describe_execution(execution_arn).stop(datetime.datetime.now(datetime.UTC), "Killed", "killed mid-task")
+
+
 def restart_execution(execution_arn: str) -> None:
     """Run an execution again from the beginning under the same ARN, as AWS may run an asynchronous
     EXPRESS execution more than once (at-least-once). The first run's record stays in the history."""
