@@ -20,6 +20,7 @@ def _root() -> Path:
 ROOT = _root()
 TEMPLATE = ROOT / "template.yaml"
 ASL = ROOT / "statemachine" / "routing.asl.json"
+BATCH_ASL = ROOT / "statemachine" / "batch.asl.json"  # video.job.batch.submitted
 EVENTS = ROOT / "events"
 SCHEMAS = ROOT / "events" / "schemas"
 RULES_FUNCTION = ROOT / "functions" / "rules"

@@ -37,13 +37,18 @@ def packaged(sam: dict[str, Any]) -> dict[str, Any]:
     return _with_suppressions(sam, translate(packaged=True))
 
 
+MACHINES = {"RoutingStateMachine": (project.ASL, "video.job.submitted"),
+            "BatchRoutingStateMachine": (project.BATCH_ASL, "video.job.batch.submitted")}
+
+
 @pytest.fixture(scope="module")
 def inlined(sam: dict[str, Any]) -> dict[str, Any]:
-    """The state machine's Definition as an object: cfn-lint then checks the ASL against its schema."""
+    """The state machines' Definitions as objects: cfn-lint then checks the ASL against its schema."""
     template = _with_suppressions(sam, translate())
-    [machine] = resources(template, "AWS::StepFunctions::StateMachine").values()
-    del machine["Properties"]["DefinitionString"]  # how SAM inlines it: text cfn-lint does not parse
-    machine["Properties"]["Definition"] = json.loads(project.ASL.read_text())
+    for logical, (asl, _) in MACHINES.items():
+        machine = template["Resources"][logical]
+        del machine["Properties"]["DefinitionString"]  # how SAM inlines it: text cfn-lint does not parse
+        machine["Properties"]["Definition"] = json.loads(asl.read_text())
     return template
 
 
@@ -51,9 +56,15 @@ def resources(template: dict[str, Any], kind: str) -> dict[str, Any]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
 
 
-def test_state_machine_is_express_with_logging_without_execution_data(sam: dict[str, Any]) -> None:
-    [machine] = resources(sam, "AWS::Serverless::StateMachine").values()
-    props = machine["Properties"]
+def test_both_state_machines_are_express_with_logging_without_execution_data(sam: dict[str, Any]) -> None:
+    machines = resources(sam, "AWS::Serverless::StateMachine")
+    assert set(machines) == set(MACHINES)
+    for machine in machines.values():
+        props = machine["Properties"]
+        assert props["Type"] == "EXPRESS"
+        assert props["Logging"]["IncludeExecutionData"] is False
+        assert props["Tracing"] == {"Enabled": {"Fn::If": ["TracesActively", True, False]}}
+    props = machines["RoutingStateMachine"]["Properties"]
     assert props["Type"] == "EXPRESS"
     assert props["Logging"]["IncludeExecutionData"] is False
     # X-Ray follows the Tracing parameter, the functions' too: PassThrough by default (docs/COST.md).
@@ -62,18 +73,19 @@ def test_state_machine_is_express_with_logging_without_execution_data(sam: dict[
     assert sam["Parameters"]["Tracing"]["Default"] == "PassThrough"
 
 
-def test_every_substitution_used_in_the_asl_is_defined_and_none_is_unused(sam: dict[str, Any]) -> None:
-    [machine] = resources(sam, "AWS::Serverless::StateMachine").values()
+@pytest.mark.parametrize("logical", MACHINES)
+def test_every_substitution_used_in_the_asl_is_defined_and_none_is_unused(sam: dict[str, Any], logical: str) -> None:
+    machine = sam["Resources"][logical]
     defined = set(machine["Properties"]["DefinitionSubstitutions"])
-    used = set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", project.ASL.read_text()))
+    used = set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", MACHINES[logical][0].read_text()))
     assert used == defined
 
 
-def test_rule_accepts_only_frontend_submissions(sam: dict[str, Any]) -> None:
-    [machine] = resources(sam, "AWS::Serverless::StateMachine").values()
-    [event] = machine["Properties"]["Events"].values()
+@pytest.mark.parametrize("logical", MACHINES)
+def test_rule_accepts_only_frontend_submissions(sam: dict[str, Any], logical: str) -> None:
+    [event] = sam["Resources"][logical]["Properties"]["Events"].values()
     assert event["Type"] == "EventBridgeRule"
-    assert event["Properties"]["Pattern"] == {"source": ["frontend.api"], "detail-type": ["video.job.submitted"]}
+    assert event["Properties"]["Pattern"] == {"source": ["frontend.api"], "detail-type": [MACHINES[logical][1]]}
     assert event["Properties"]["RetryPolicy"]["MaximumRetryAttempts"] > 0
     assert "DeadLetterConfig" in event["Properties"]
 
@@ -82,8 +94,8 @@ def test_translates_to_cloudformation(translated: dict[str, Any]) -> None:
     kinds = {v["Type"] for v in translated["Resources"].values()}
     assert {"AWS::StepFunctions::StateMachine", "AWS::Lambda::Function", "AWS::Events::Rule",
             "AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::IAM::Role"} <= kinds
-    [machine] = resources(translated, "AWS::StepFunctions::StateMachine").values()
-    assert machine["Properties"]["StateMachineType"] == "EXPRESS"
+    machines = resources(translated, "AWS::StepFunctions::StateMachine").values()
+    assert [m["Properties"]["StateMachineType"] for m in machines] == ["EXPRESS", "EXPRESS"]
     rules = resources(translated, "AWS::Events::Rule")
     assert rules["HeartbeatFunctionEveryFiveMinutes"]["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
     rule = rules["RoutingStateMachineJobSubmitted"]
@@ -98,8 +110,18 @@ def test_rules_function_is_arm64_python312_256mb(sam: dict[str, Any]) -> None:
         "python3.12", ["arm64"], 256, 30)
 
 
-def test_asl_states_all_have_retry_and_catch_where_they_can_fail() -> None:
-    states = json.loads(project.ASL.read_text())["States"]
+def _every_state(states: dict[str, Any]) -> dict[str, Any]:
+    """The states of a definition with those inside its Maps' processors."""
+    found = dict(states)
+    for state in states.values():
+        if state["Type"] == "Map":
+            found.update(_every_state(state["ItemProcessor"]["States"]))
+    return found
+
+
+@pytest.mark.parametrize("asl", [project.ASL, project.BATCH_ASL], ids=["single", "batch"])
+def test_asl_states_all_have_retry_and_catch_where_they_can_fail(asl: Path) -> None:
+    states = _every_state(json.loads(asl.read_text())["States"])
     tasks = {name: s for name, s in states.items() if s["Type"] == "Task"}
     assert tasks
     for name, state in tasks.items():

@@ -238,7 +238,10 @@ class BatchRoutedDetail(BaseModel):
     unavailable: int = Field(ge=0, description="recorded FAILED, retryable (no provider available now)")
     duplicate: int = Field(ge=0, description="already handled: by an earlier job of the batch or another event")
     failed: int = Field(ge=0, description="operational failures, recorded FAILED and replayable per job")
+    unannounced: int = Field(0, ge=0, description="outcome events EventBridge refused 3 times (the jobs are recorded; "
+                                                  "the execution fails so that the batch-failures alarm fires)")
     reason: str | None = Field(None, description="invalid_batch:{problem} when the batch was rejected whole")
+    why: str | None = Field(None, description="the problem in words, with reason")
     ts: str
 
 
@@ -279,6 +282,7 @@ class JobRecord(BaseModel):
     status: Literal["CLAIMED", "ROUTED", "REJECTED", "FAILED"]
     claimedBy: str | None = Field(None, description="execution ARN holding the claim")
     claimedAt: str | None = None
+    batchId: str | None = Field(None, description="the video.job.batch.submitted event the job came in, if any")
     provider: str | None = None
     model: str | None = None
     queue: str | None = None

@@ -1189,12 +1189,44 @@ def name_eventbridge_sdk_integration(patches: contextlib.ExitStack) -> None:
     patches.enter_context(mock.patch.dict(overrides, {"eventbridge": "events"}))
 
 
+# Jayway JsonPath's indefinite paths: a wildcard or slice anywhere, a filter, a deep scan, a union.
+_INDEFINITE_PATH = re.compile(r"\[\s*(\*|\?|-?\d*\s*:|[^\]]*,)|\.\*|\.\.")
+
+
+def indefinite_paths_as_lists(patches: contextlib.ExitStack) -> None:
+    """Step Functions evaluates JSONPath with Jayway JsonPath, where an indefinite path (a wildcard, a
+    slice, a filter, a deep scan, a union) always yields the array of its matches: empty when nothing
+    matches, one element for one match. Only a definite path that matches nothing is a States.Runtime
+    error. moto 5.2.5 returns [] only for a single wildcard like `$.a[*].b`, fails `$[*].lost[*]` or
+    `$.a[?(@.s)]` when nothing matches, and gives the bare value for a single match of
+    `$.a[*].counted.failed`. The batch workflow flattens and counts lists that may be empty or hold one."""
+    import importlib
+
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    original = json_path.extract_json
+
+    def extract_json(path: str, data: Any) -> Any:
+        if _INDEFINITE_PATH.search(path):
+            return [match.value for match in json_path.parse(path).find(data)]  # type: ignore[attr-defined]
+        return original(path, data)
+
+    for name in ("moto.stepfunctions.parser.asl.component.common.string.string_expression",
+                 "moto.stepfunctions.parser.asl.component.intrinsic.argument.argument",
+                 "moto.stepfunctions.parser.asl.eval.states"):
+        importlib.import_module(name)
+    users = [m for n, m in list(sys.modules.items())
+             if n.startswith("moto.stepfunctions.parser") and getattr(m, "extract_json", None) is original]
+    for module in users:
+        patches.enter_context(mock.patch.object(module, "extract_json", extract_json))
+
+
 GAPS: tuple[Callable[[contextlib.ExitStack], None], ...] = (
     route_cfn_state_machines, deliver_events_to_step_functions, invoke_lambda_functions, announce_alarm_state_changes,
     create_cfn_alarms,
     serialize_dynamodb_requests, failure_causes_as_text, run_express_machines_as_express,
     enforce_state_payload_quota, enforce_express_time_limit, enforce_event_entry_size, enforce_sqs_message_size,
-    log_executions_to_cloudwatch, name_eventbridge_sdk_integration,
+    log_executions_to_cloudwatch, name_eventbridge_sdk_integration, indefinite_paths_as_lists,
 )
 # What only makes it faster: ROUTING_MANAGER_LOCAL_SPEEDUPS=0 runs without them (and slowly: retry
 # waits as long as on AWS, a parse and a client per call).

@@ -8,9 +8,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from routing_core.batch import BATCH_DETAIL_TYPE
 from routing_core.contract import SUBMITTED_DETAIL_TYPE, SUBMITTED_SOURCE
 
-from routing_manager.events import SubmittedEvent
+from routing_manager.events import SubmittedEvent, put_events_entry
 from routing_manager.local import moto_adapters
 from routing_manager.local.stack import Execution, LocalStack, execution_arns, wait_for_executions
 
@@ -108,6 +109,23 @@ def publish_and_wait(stack: LocalStack, events: list[SubmittedEvent], timeout: f
     executions = wait_for_executions(stack, expected, timeout=timeout, already=before, stop=stop)
     executions.sort(key=lambda e: e.start)
     return [summarise(e) for e in executions] + [_never_started(u) for u in undelivered] + refused
+
+
+def publish_batches_and_wait(stack: LocalStack, details: list[Any], timeout: float = 60.0,
+                             stop: threading.Event | None = None) -> list[Execution]:
+    """Publish `video.job.batch.submitted` events (one per detail, as given: publish --batch checks and
+    packs them) through PutEvents and wait for the batch workflow's executions, never forever."""
+    machine = stack.outputs["BatchRoutingStateMachineArn"]
+    before = execution_arns(stack, machine)
+    client, bus = stack.client("events"), stack.outputs.get("EventBusName")
+    accepted = 0
+    for start in range(0, len(details), 10):
+        if stop is not None and stop.is_set():
+            break
+        entries = [put_events_entry(d, bus, SUBMITTED_SOURCE, BATCH_DETAIL_TYPE) for d in details[start:start + 10]]
+        accepted += sum(1 for answer in client.put_events(Entries=entries)["Entries"] if not answer.get("ErrorCode"))
+    executions = wait_for_executions(stack, accepted, timeout=timeout, already=before, stop=stop, machine=machine)
+    return sorted(executions, key=lambda e: e.start)
 
 
 def _never_started(undelivered: moto_adapters.Undelivered) -> JobResult:

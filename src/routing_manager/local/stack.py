@@ -334,17 +334,19 @@ class Execution:
 
 
 def wait_for_executions(stack: LocalStack, expected: int, timeout: float = 30.0,
-                        already: set[str] | None = None, stop: threading.Event | None = None) -> list[Execution]:
-    """Wait until `expected` new executions (not in `already`) have ended; never hangs:
-    after `timeout`, or once `stop` is set, the ones still running are returned with status RUNNING.
+                        already: set[str] | None = None, stop: threading.Event | None = None,
+                        machine: str | None = None) -> list[Execution]:
+    """Wait until `expected` new executions (not in `already`) of `machine` (the single-job workflow
+    unless told) have ended; never hangs: after `timeout`, or once `stop` is set, the ones still
+    running are returned with status RUNNING.
 
     Polls at a growing interval: executions run in this process's threads and need the GIL."""
     deadline = time.monotonic() + timeout
     already = already or set()
     interval = 0.02
     while True:
-        fresh = {arn: status for arn, status in moto_adapters.execution_statuses(stack.state_machine_arn).items()
-                 if arn not in already}
+        statuses = moto_adapters.execution_statuses(machine or stack.state_machine_arn)
+        fresh = {arn: status for arn, status in statuses.items() if arn not in already}
         ended = len(fresh) >= expected and "RUNNING" not in fresh.values()
         if ended or time.monotonic() > deadline or (stop is not None and stop.is_set()):
             return [describe_execution(arn) for arn in fresh]
@@ -355,8 +357,8 @@ def wait_for_executions(stack: LocalStack, expected: int, timeout: float = 30.0,
         interval = min(interval * 1.5, 0.5)
 
 
-def execution_arns(stack: LocalStack) -> set[str]:
-    return set(moto_adapters.execution_statuses(stack.state_machine_arn))
+def execution_arns(stack: LocalStack, machine: str | None = None) -> set[str]:
+    return set(moto_adapters.execution_statuses(machine or stack.state_machine_arn))
 
 
 def describe_execution(arn: str) -> Execution:
