@@ -241,3 +241,42 @@ def test_a_malformed_batch_is_rejected_whole(stack: LocalStack, detail: dict[str
     assert (summary.jobs, summary.routed, summary.why) == (0, 0, event["detail"]["why"]) and summary.why
     for entry in detail["jobs"][:3]:
         assert stack.record(entry["jobId"]) is None
+
+
+def written_then_failed(monkeypatch: pytest.MonkeyPatch, job_id: str, marker: str) -> list[str]:
+    """The first matching UpdateItem writes, then answers an error (as a call that times out after
+    DynamoDB applied it): Step Functions retries a write that already happened."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    from tests.reliability.faults import error
+
+    original, failed = DynamoDBBackend.update_item, []
+
+    def update_item(backend: Any, table_name: str, key: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        item = original(backend, table_name, key, *args, **kwargs)
+        if not failed and key.get("jobId", {}).get("S") == job_id and marker in repr((args, kwargs)):
+            failed.append(job_id)
+            raise error("InternalServerError")
+        return item
+
+    monkeypatch.setattr(DynamoDBBackend, "update_item", update_item)
+    return failed
+
+
+@pytest.mark.parametrize("mode", ["single", "batch"])
+def test_a_retried_mark_whose_first_attempt_wrote_keeps_the_job_routed(
+        stack: LocalStack, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    detail = job()
+    failed = written_then_failed(monkeypatch, detail["jobId"], ":routed")
+    if mode == "single":
+        [result] = submit(stack, detail)
+        assert result.status == "ROUTED", (result.reason, result.path)
+    else:
+        [execution] = run(stack, batch_of(detail))
+        assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    assert failed == [detail["jobId"]]
+    record = stack.record(detail["jobId"])
+    assert record is not None and record["status"] == "ROUTED" and "failureReason" not in record
+    assert len(messages_for(stack, "FalJobQueueUrl", detail["jobId"])) == 1
+    [event] = events_for(stack, detail["jobId"])
+    assert event["detail-type"] == "video.job.routed"
