@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from routing_core.batch import BATCH_DETAIL_TYPE
+from routing_core.contract import SUBMITTED_DETAIL_TYPE
+
 from routing_manager.events import put_events_entry
 
 STALE_CLAIM_REASON = "state_error:stale_claim"
@@ -34,6 +37,8 @@ class Candidate:
     action: str = ""  # what happened, for a person
     outcome: ReplayOutcome | None = None  # what happened, for a script
     problem: str | None = None  # why what was stored cannot be replayed
+    # The jobs of one failure-queue message holding a batch: it is deleted once all are replayed or done.
+    siblings: list[Candidate] = field(default_factory=list, repr=False)
 
     @property
     def actionable(self) -> bool:
@@ -139,14 +144,35 @@ def _add_message(by_job: dict[str, Candidate], others: list[Candidate], ddb: Any
         event = body
         error = attrs.get("ERROR_CODE") or attrs.get("ERROR_MESSAGE") or {}
         reason = "undelivered:" + error.get("StringValue", "?")
-    job_id = _detail_job_id(event) or attrs.get("jobId", {}).get("StringValue")
+    if _is_batch(event):  # replay works per job: each of the batch's jobs is a candidate of its own
+        assert isinstance(event, dict)
+        siblings: list[Candidate] = []
+        for job in event["detail"]["jobs"]:
+            one = {**event, "detail-type": SUBMITTED_DETAIL_TYPE, "detail": job}
+            siblings.append(_add_event(by_job, others, ddb, table, receipt, source, reason, one,
+                                       job.get("jobId") if isinstance(job, dict) else None))
+        for candidate in siblings:
+            candidate.siblings = siblings
+        return
+    _add_event(by_job, others, ddb, table, receipt, source, reason, event,
+               _detail_job_id(event) or attrs.get("jobId", {}).get("StringValue"))
+
+
+def _is_batch(event: Any) -> bool:
+    return isinstance(event, dict) and event.get("detail-type") == BATCH_DETAIL_TYPE \
+        and isinstance(event.get("detail"), dict) and isinstance(event["detail"].get("jobs"), list)
+
+
+def _add_event(by_job: dict[str, Candidate], others: list[Candidate], ddb: Any, table: str,
+               receipt: tuple[str, str], source: str, reason: str, event: Any, job_id: Any) -> Candidate:
+    job_id = job_id if isinstance(job_id, str) and job_id else None
     if job_id and job_id in by_job:
         known = by_job[job_id]
         known.messages.append(receipt)
         if known.event is None and isinstance(event, dict) and isinstance(event.get("detail"), dict):
             # e.g. the rules Lambda failed before the claim kept the detail: the queue has it
             known.event, known.problem = event, None
-        return
+        return known
     status = None
     if job_id:
         item = ddb.get_item(TableName=table, Key={"jobId": {"S": job_id}}, ConsistentRead=True,
@@ -160,6 +186,7 @@ def _add_message(by_job: dict[str, Candidate], others: list[Candidate], ddb: Any
         by_job[job_id] = candidate
     else:
         others.append(candidate)
+    return candidate
 
 
 def select(candidates: list[Candidate], job_ids: list[str] | None = None, since: datetime | None = None,
@@ -182,7 +209,7 @@ def replay(candidates: list[Candidate], ddb: Any, sqs: Any, events: Any, table: 
     for c in candidates:
         if c.status in DONE:  # only queue messages can be behind a finished job
             if yes:
-                _delete(sqs, c.messages)
+                _consume(sqs, c)
             c.outcome = "done"
             c.action = f"already {c.status.lower()}: " + ("message removed" if yes else "skip")
             continue
@@ -217,7 +244,7 @@ def replay(candidates: list[Candidate], ddb: Any, sqs: Any, events: Any, table: 
                 continue
         answer = events.put_events(Entries=[put_events_entry(c.event["detail"], event_bus)])["Entries"][0]
         if answer.get("EventId"):
-            _delete(sqs, c.messages)
+            _consume(sqs, c)
             c.outcome = "replayed"
             c.action = f"replayed as {answer['EventId']}"
         else:
@@ -233,6 +260,14 @@ def _over_contract_limits(event: dict[str, Any]) -> str | None:
 
     detail = event.get("detail")
     return limits.check(detail)[1] if isinstance(detail, dict) else None
+
+
+def _consume(sqs: Any, c: Candidate) -> None:
+    """Delete the messages behind a job replayed or done, unless one holds a batch whose other jobs
+    are not yet: the last of them deletes it, and a run that stops before keeps it for the next."""
+    if any(s.outcome not in ("replayed", "done") for s in c.siblings if s is not c):
+        return
+    _delete(sqs, c.messages)
 
 
 def _delete(sqs: Any, messages: list[tuple[str, str]]) -> None:

@@ -161,3 +161,26 @@ def test_nothing_to_replay_says_so_and_the_local_stack_is_the_default_with_an_en
     assert result.exit_code == 0, result.output
     assert seen == ["routing-manager-local"]
     assert result.stderr.strip() == "nothing to replay" and result.stdout == ""
+
+
+def test_a_batch_the_rules_could_not_decide_is_replayed_job_by_job(
+        fresh_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch event waits on the failure queue; replay submits each of its jobs as a single job,
+    and deletes the message once every one of them is replayed."""
+    from routing_manager.local import runner
+
+    fresh_stack.rules.faults[:] = [RuntimeError("rules down")]
+    jobs = [job() for _ in range(3)]
+    [execution] = runner.publish_batches_and_wait(fresh_stack, [{"batchId": "b-undecided", "jobs": jobs}])
+    assert (execution.status, execution.path[-1]) == ("FAILED", "BatchFailed")
+    assert [fresh_stack.record(j["jobId"]) for j in jobs] == [None] * 3
+
+    rows = replay_cli(fresh_stack, monkeypatch, "--yes")
+
+    assert sorted(r["jobId"] for r in rows) == sorted(j["jobId"] for j in jobs)
+    assert {(r["source"], r["reason"], r["action"][:11]) for r in rows} == {
+        ("failure-queue", "rule_error:RuntimeError", "replayed as")}
+    for replayed in jobs:
+        assert fresh_stack.record(replayed["jobId"])["status"] == "ROUTED"  # type: ignore[index]
+        assert len(messages_for(fresh_stack, "FalJobQueueUrl", replayed["jobId"])) == 1
+    assert replay_cli(fresh_stack, monkeypatch, "--yes") == []  # the batch message is gone
