@@ -243,6 +243,28 @@ def local_stack(jobs: int) -> dict[str, float]:
             "enqueue_to_mark_window_p50_ms": statistics.median(windows)}
 
 
+def local_stack_batches(batches: int, jobs_per_batch: int = 100) -> dict[str, float]:
+    """Batch mode end to end: `batches` video.job.batch.submitted events of `jobs_per_batch` jobs each,
+    published at once, timed until every batch execution has ended."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from routing_manager.local import runner, stack
+
+    details = [{"batchId": f"bench-batch-{uuid.uuid4()}", "jobs": [
+        {"jobId": f"bench-{uuid.uuid4()}", "userId": "u", "prompt": "p", "lengthSec": 8, "resolution": "720p"}
+        for _ in range(jobs_per_batch)]} for _ in range(batches)]
+    with contextlib.redirect_stdout(io.StringIO()), stack.running() as local:
+        start = time.perf_counter()
+        executions = runner.publish_batches_and_wait(local, details, timeout=max(120.0, batches * 30.0))
+        elapsed = time.perf_counter() - start
+        routed = sum(1 for d in details for j in d["jobs"]
+                     if (local.record(j["jobId"]) or {}).get("status") == "ROUTED")
+    if routed != batches * jobs_per_batch or any(e.status != "SUCCEEDED" for e in executions):
+        raise SystemExit(f"batch mode routed {routed} of {batches * jobs_per_batch} jobs")
+    durations = sorted(((e.stop or e.start) - e.start) * 1000 for e in executions)
+    return {"local_stack_batch_jobs": routed, "local_stack_batch_jobs_per_s": routed / elapsed,
+            "local_stack_batch_p50_ms": statistics.median(durations)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=1000, help="jobs end to end on the local stack")
@@ -293,6 +315,12 @@ def main() -> None:
               "(goal >= 50 jobs/s)", flush=True)
         print(f"enqueue-to-mark window (the at-least-once window): p50 "
               f"{results['enqueue_to_mark_window_p50_ms']:.1f} ms", flush=True)
+        print("local stack, batch mode: routing 10 batches of 100 jobs end to end ...", flush=True)
+        results.update(local_stack_batches(10))
+        print(f"local stack, batch mode: {results['local_stack_batch_jobs_per_s']:.1f} jobs/s "
+              f"({results['local_stack_batch_jobs']:.0f} jobs in 10 batches of 100), batch execution p50 "
+              f"{results['local_stack_batch_p50_ms']:.0f} ms; one job an event: "
+              f"{results['local_stack_jobs_per_s']:.1f} jobs/s", flush=True)
     if not args.skip_local_stack:
         import cost_model
 

@@ -36,6 +36,10 @@ EXPECTED_ACTIONS = {
                                 "events:PutEvents", "cloudwatch:PutMetricData", *(a for a in STAR_ALLOWED
                                                                                   if a.startswith("logs:"))},
     "RoutingStateMachineJobSubmittedRole": {"states:StartExecution"},
+    # Batches: no GetItem (no credit balance is read) and no PutMetricData (the summary event counts).
+    "BatchRoutingStateMachineRole": {"dynamodb:UpdateItem", "lambda:InvokeFunction", "sqs:SendMessage",
+                                     "events:PutEvents", *(a for a in STAR_ALLOWED if a.startswith("logs:"))},
+    "BatchRoutingStateMachineBatchSubmittedRole": {"states:StartExecution"},
 }
 MANAGED_ALLOWED = {"arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
                    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"}
