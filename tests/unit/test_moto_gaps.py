@@ -269,3 +269,23 @@ def test_an_execution_writes_its_history_to_its_log_group(aws_without: None) -> 
     arn = boto3.client("stepfunctions", region_name=REGION).start_execution(stateMachineArn=machine)["executionArn"]
     _wait(arn)
     assert "PassStateEntered" in [e["type"] for e in _execution_log(group, arn)]
+
+
+@with_and_without(adapters.name_eventbridge_sdk_integration,
+                  "aws-sdk:eventbridge is looked up as a boto3 service named eventbridge (it is events)")
+def test_the_eventbridge_sdk_integration_runs(aws_without: None) -> None:
+    arn = _api_machine({"StartAt": "Put", "States": {"Put": {
+        "Type": "Task", "Resource": "arn:aws:states:::aws-sdk:eventbridge:putEvents", "End": True,
+        "Parameters": {"Entries": [{"Source": "routing.manager", "DetailType": "probe", "Detail": "{}"}]}}}})
+    done = _run(arn)
+    assert done["status"] == "SUCCEEDED" and json.loads(done["output"])["FailedEntryCount"] == 0
+
+
+@with_and_without(adapters.indefinite_paths_as_lists,
+                  "an indefinite JSONPath matching nothing fails, and one matching once is the bare value")
+def test_an_indefinite_path_is_always_a_list(aws_without: None) -> None:
+    arn = _api_machine({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True, "Parameters": {
+        "none.$": "$.tens[*].lost[*]", "one.$": "$.outcomes[*].counted.failed"}}}})
+    done = _run(arn, {"tens": [{"lost": []}], "outcomes": [{"counted": {"failed": 1}}, {"counted": {}}]})
+    assert done["status"] == "SUCCEEDED", done.get("cause")
+    assert json.loads(done["output"]) == {"none": [], "one": [1]}
