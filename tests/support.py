@@ -108,3 +108,43 @@ def spent_today(stack: LocalStack, provider: str) -> float:
         TableName=stack.outputs["ProviderStateTableName"], ConsistentRead=True,
         Key={"pk": {"S": "budget"}, "sk": {"S": f"{provider}#{time.strftime('%Y-%m-%d', time.gmtime())}"}}).get("Item")
     return float(item["spentUsd"]["N"]) if item else 0.0
+
+
+def failing_sqs_entries(monkeypatch: Any, job_id: str, times: int) -> list[list[str]]:
+    """SendMessageBatch answers the entry of `job_id` in Failed (InternalError) the first `times`
+    calls that carry it, and sends the others. Returns the jobIds of every call, in order."""
+    from moto.sqs.models import SQSBackend
+
+    original, calls = SQSBackend.send_message_batch, []
+
+    def send_message_batch(backend: Any, queue_name: str, entries: dict[str, Any]) -> Any:
+        job_ids = {key: json.loads(entry["MessageBody"]).get("jobId") for key, entry in entries.items()}
+        calls.append(sorted(job_ids.values()))
+        failing = [key for key, sent in job_ids.items()
+                   if sent == job_id and sum(job_id in call for call in calls) <= times]
+        sent, failed = original(backend, queue_name, {k: v for k, v in entries.items() if k not in failing})
+        return sent, failed + [{"Id": entries[k]["Id"], "SenderFault": False, "Code": "InternalError",
+                                "Message": "injected"} for k in failing]
+
+    monkeypatch.setattr(SQSBackend, "send_message_batch", send_message_batch)
+    return calls
+
+
+def refused_outcome_events(monkeypatch: Any, job_id: str, times: int) -> list[list[Any]]:
+    """PutEvents answers an error entry (ThrottlingException) for the event of `job_id` the first
+    `times` calls that carry it, and puts the others. Returns the jobIds of every call, in order."""
+    from moto.events.models import EventsBackend
+
+    original, calls = EventsBackend.put_events, []
+
+    def put_events(backend: Any, events: list[dict[str, Any]]) -> Any:
+        job_ids = [json.loads(e.get("Detail") or "{}").get("jobId") for e in events]
+        calls.append(job_ids)
+        if job_id not in job_ids or sum(job_id in call for call in calls) > times:
+            return original(backend, events)
+        answers = original(backend, [e for e, sent in zip(events, job_ids, strict=True) if sent != job_id])
+        answers.insert(job_ids.index(job_id), {"ErrorCode": "ThrottlingException", "ErrorMessage": "injected"})
+        return answers
+
+    monkeypatch.setattr(EventsBackend, "put_events", put_events)
+    return calls

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -135,30 +136,46 @@ CREDITS_CASES: dict[str, Case] = {
 
 
 def record(execution_arn: str) -> dict[str, Any]:
-    """What the local stack did: the states entered, each Task's parameters and answers, the end."""
+    """What the local stack did: the states entered, each Task's parameters and answers, the end.
+
+    Each history event belongs to the state its previousEventId chain leads back to: a Map's
+    iterations run at once and interleave their events."""
     described, history = moto_adapters.read_execution(execution_arn)
     machine = moto_adapters._parser_backend(execution_arn).describe_state_machine(
         moto_adapters._parser_backend(execution_arn).describe_execution(execution_arn).state_machine.arn)
     path: list[str] = []
     parameters: dict[str, list[Any]] = {}
     attempts: dict[str, list[dict[str, Any]]] = {}
+    state_of: dict[int, str] = {}
+    sent_by: dict[int, Any] = {}  # event id -> the parameters of the task call it belongs to
     for event in history:
+        previous = event.get("previousEventId", 0)
+        state = state_of.get(previous, "")
+        if previous in sent_by:
+            sent_by[event["id"]] = sent_by[previous]
         if "stateEnteredEventDetails" in event:
-            path.append(event["stateEnteredEventDetails"]["name"])
+            state = event["stateEnteredEventDetails"]["name"]
+            path.append(state)
         elif "taskScheduledEventDetails" in event:
-            parameters.setdefault(path[-1], []).append(json.loads(event["taskScheduledEventDetails"]["parameters"]))
+            sent = json.loads(event["taskScheduledEventDetails"]["parameters"])
+            sent_by[event["id"]] = sent
+            parameters.setdefault(state, []).append(sent)
         elif "taskSucceededEventDetails" in event:
             output = json.loads(event["taskSucceededEventDetails"]["output"])
-            attempts.setdefault(path[-1], []).append({"output": output})
+            attempts.setdefault(state, []).append({"output": output, "input": sent_by.get(event["id"])})
         elif "taskFailedEventDetails" in event:
             details = event["taskFailedEventDetails"]
-            attempts.setdefault(path[-1], []).append({"error": details.get("error"), "cause": details.get("cause")})
+            attempts.setdefault(state, []).append({"error": details.get("error"), "cause": details.get("cause"),
+                                                   "input": sent_by.get(event["id"])})
+        state_of[event["id"]] = state
     execution_input = json.loads(described["input"])
+    definition = json.loads(machine.definition)
     return {
-        "definition": json.loads(machine.definition), "input": execution_input, "path": path,
+        "definition": definition, "input": execution_input, "path": path,
         "parameters": parameters, "attempts": attempts, "status": described["status"],
         "output": json.loads(described["output"]) if described.get("output") else None,
         "error": described.get("error"), "cause": described.get("cause"),
+        "concurrent": any(st["Type"] == "Map" for st in definition["States"].values()),
         "context": {"Execution": {"Id": execution_arn, "Input": execution_input, "Name": described["name"],
                                   "StartTime": described["startDate"].isoformat()},
                     "StateMachine": {"Id": machine.arn, "Name": machine.name},
@@ -170,7 +187,8 @@ def second_interpreter(recordings: dict[str, dict[str, Any]],
                        definitions: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Every recording run again on aws-local-stepfunctions, in one node process."""
     cases = [{"name": name, "definition": (definitions or {}).get(name, r["definition"]), "input": r["input"],
-              "context": r["context"], "attempts": r["attempts"]} for name, r in recordings.items()]
+              "context": r["context"], "attempts": r["attempts"], "byInput": r["concurrent"]}
+             for name, r in recordings.items()]
     result = subprocess.run(["node", str(REPLAY)], input=json.dumps({"cases": cases}), capture_output=True,
                             text=True, timeout=120, cwd=REPLAY.parent)
     assert result.returncode == 0, result.stderr
@@ -188,12 +206,23 @@ def _timeless(value: Any) -> Any:
     return value
 
 
+def _in_any_order(calls: list[Any] | None) -> list[str]:
+    return sorted(json.dumps(_timeless(call), sort_keys=True) for call in calls or [])
+
+
 def differences(recorded: dict[str, Any], replayed: dict[str, Any]) -> list[str]:
+    """Where the two runs differ. With Map states, iterations run at once, so the states entered are
+    compared as counts and each state's calls in any order; without, in order."""
     found = []
-    if recorded["path"] != replayed["path"]:
+    concurrent = recorded["concurrent"]
+    same_path = Counter(recorded["path"]) == Counter(replayed["path"]) if concurrent \
+        else recorded["path"] == replayed["path"]
+    if not same_path:
         found.append(f"path: local stack {recorded['path']}, second interpreter {replayed['path']}")
+    same_calls = (lambda a, b: _in_any_order(a) == _in_any_order(b)) if concurrent \
+        else (lambda a, b: _timeless(a) == _timeless(b))
     for state, sent in recorded["parameters"].items():
-        if _timeless(sent) != _timeless(replayed["inputs"].get(state)):
+        if not same_calls(sent, replayed["inputs"].get(state)):
             found.append(f"{state} parameters: local stack {sent}, second interpreter {replayed['inputs'].get(state)}")
     if recorded["status"] != replayed["status"]:
         found.append(f"status: local stack {recorded['status']}, second interpreter {replayed['status']}")

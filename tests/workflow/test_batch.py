@@ -17,7 +17,7 @@ from routing_core.contract import BatchRoutedDetail
 
 from routing_manager.local import runner
 from routing_manager.local.stack import Execution, LocalStack
-from tests.support import body, events_for, job, messages_for, submit
+from tests.support import body, events_for, failing_sqs_entries, job, messages_for, refused_outcome_events, submit
 from tests.workflow.test_paths import assert_in_contract
 
 INVALID = [  # (changes, reason): recorded and announced as the single workflow records them
@@ -147,18 +147,7 @@ def test_an_sqs_entry_that_fails_inside_a_call_is_sent_again_alone(
         stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
     jobs = [job() for _ in range(5)]
     unlucky = jobs[2]["jobId"]
-    calls: list[list[str]] = []
-    original = SQSBackend.send_message_batch
-
-    def one_entry_fails_once(backend: Any, queue_name: str, entries: dict[str, Any]) -> Any:
-        bodies = {key: json.loads(entry["MessageBody"])["jobId"] for key, entry in entries.items()}
-        calls.append(sorted(bodies.values()))
-        failing = [key for key, job_id in bodies.items() if job_id == unlucky] if len(calls) == 1 else []
-        sent, failed = original(backend, queue_name, {k: v for k, v in entries.items() if k not in failing})
-        return sent, failed + [{"Id": entries[k]["Id"], "SenderFault": False, "Code": "InternalError",
-                                "Message": "injected"} for k in failing]
-
-    monkeypatch.setattr(SQSBackend, "send_message_batch", one_entry_fails_once)
+    calls = failing_sqs_entries(monkeypatch, unlucky, times=1)
     detail = batch_of(*jobs)
     [execution] = run(stack, detail)
 
@@ -174,19 +163,12 @@ def test_an_entry_sqs_keeps_failing_is_recorded_failed_and_replayable(
         stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
     jobs = [job() for _ in range(3)]
     unlucky = jobs[0]["jobId"]
-    original = SQSBackend.send_message_batch
-
-    def always_fails(backend: Any, queue_name: str, entries: dict[str, Any]) -> Any:
-        failing = [k for k, e in entries.items() if json.loads(e["MessageBody"])["jobId"] == unlucky]
-        sent, failed = original(backend, queue_name, {k: v for k, v in entries.items() if k not in failing})
-        return sent, failed + [{"Id": entries[k]["Id"], "SenderFault": False, "Code": "InternalError",
-                                "Message": "injected"} for k in failing]
-
-    monkeypatch.setattr(SQSBackend, "send_message_batch", always_fails)
+    calls = failing_sqs_entries(monkeypatch, unlucky, times=3)
     detail = batch_of(*jobs)
     [execution] = run(stack, detail)
 
     assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    assert calls[1:] == [[unlucky], [unlucky]]  # 3 attempts, the others sent once
     record = stack.record(unlucky)
     assert record is not None
     assert (record["status"], record["failureReason"]) == ("FAILED", "queue_error:SQS.InternalError")
@@ -202,19 +184,7 @@ def test_an_outcome_event_eventbridge_refuses_is_put_again_alone(
         stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
     jobs = [job() for _ in range(4)]
     unlucky = jobs[1]["jobId"]
-    puts: list[list[Any]] = []
-    original = EventsBackend.put_events
-
-    def refuse_one_once(backend: Any, events: list[dict[str, Any]]) -> Any:
-        ids = [json.loads(e.get("Detail") or "{}").get("jobId") for e in events]
-        puts.append(ids)
-        if unlucky in ids and sum(unlucky in p for p in puts) == 1:
-            answers = original(backend, [e for e, i in zip(events, ids, strict=True) if i != unlucky])
-            answers.insert(ids.index(unlucky), {"ErrorCode": "ThrottlingException", "ErrorMessage": "injected"})
-            return answers
-        return original(backend, events)
-
-    monkeypatch.setattr(EventsBackend, "put_events", refuse_one_once)
+    puts = refused_outcome_events(monkeypatch, unlucky, times=1)
     detail = batch_of(*jobs)
     [execution] = run(stack, detail)
 
@@ -224,6 +194,20 @@ def test_an_outcome_event_eventbridge_refuses_is_put_again_alone(
         assert event["detail-type"] == "video.job.routed"
     with_unlucky = [p for p in puts if unlucky in p]
     assert len(with_unlucky) == 2 and with_unlucky[1] == [unlucky]
+
+
+def test_outcome_events_refused_three_times_fail_the_execution_with_the_jobs_recorded(
+        stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    jobs = [job() for _ in range(2)]
+    refused_outcome_events(monkeypatch, jobs[0]["jobId"], times=3)
+    detail = batch_of(*jobs)
+    [execution] = run(stack, detail)
+
+    assert (execution.status, execution.error) == ("FAILED", "OutcomesUnannounced")
+    assert [stack.record(j["jobId"])["status"] for j in jobs] == ["ROUTED", "ROUTED"]  # type: ignore[index]
+    assert events_for(stack, jobs[0]["jobId"]) == [] and len(events_for(stack, jobs[1]["jobId"])) == 1
+    assert {k: summary(stack, detail["batchId"])[k] for k in ("routed", "unannounced")} == {
+        "routed": 2, "unannounced": 1}
 
 
 @pytest.mark.parametrize(("detail", "reason"), [

@@ -1,6 +1,9 @@
 // Runs recorded executions again on a second, independent States Language interpreter
 // (aws-local-stepfunctions), every Task answered with what the local stack recorded for it.
-// stdin:  {"cases": [{"name", "definition", "input", "context", "attempts": {state: [{"output"} | {"error", "cause"}]}}]}
+// stdin:  {"cases": [{"name", "definition", "input", "context", "byInput",
+//                      "attempts": {state: [{"output"} | {"error", "cause"}, with "input" when byInput]}}]}
+// byInput (a workflow with Map states, whose iterations run at once): each Task call is answered
+// with a recorded attempt of that state whose parameters were the same, instead of the next in order.
 // stdout: {name: {"path": [state...], "inputs": {state: [input...]}, "status", "output" | "error", "cause"}}
 "use strict";
 // aws-local-stepfunctions 3 uses Promise.withResolvers, which node 20 lacks.
@@ -23,17 +26,31 @@ function namedError(name, cause) {
   return error;
 }
 
+// Timestamps differ: $$.State.EnteredTime is one value here, each state's own on the local stack.
+const TIMESTAMP = /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})/g;
+const canonical = (value) => JSON.stringify(value).replace(TIMESTAMP, "<time>");
+
+function* everyState(states) {
+  for (const [name, state] of Object.entries(states)) {
+    yield [name, state];
+    const processor = state.ItemProcessor ?? state.Iterator;
+    if (processor) yield* everyState(processor.States);
+    for (const branch of state.Branches ?? []) yield* everyState(branch.States);
+  }
+}
+
 async function replay(testCase) {
   const inputs = {};
   const handlers = {};
   const retryOverrides = {};
-  for (const [name, state] of Object.entries(testCase.definition.States)) {
+  for (const [name, state] of everyState(testCase.definition.States)) {
     if (state.Retry) retryOverrides[name] = 0;
     if (state.Type !== "Task") continue;
     const attempts = [...(testCase.attempts[name] ?? [])];
     handlers[name] = async (input) => {
       (inputs[name] ??= []).push(input);
-      const attempt = attempts.shift();
+      const index = testCase.byInput ? attempts.findIndex((a) => canonical(a.input) === canonical(input)) : 0;
+      const attempt = index < 0 ? undefined : attempts.splice(index, 1)[0];
       if (attempt === undefined) throw namedError("Differential.NoRecording", `no recorded attempt left for ${name}`);
       if ("error" in attempt) throw namedError(attempt.error, attempt.cause);
       return attempt.output;
