@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,12 +24,21 @@ from moto.sqs.models import SQSBackend
 from routing_core.live import MAX_AGE_SEC
 
 from routing_manager import project
-from routing_manager.local import moto_adapters
+from routing_manager.local import moto_adapters, runner
 from routing_manager.local import stack as local_stack
 from routing_manager.local.lambda_runtime import Result
 from routing_manager.local.stack import LocalStack
 from tests.reliability.faults import FAILED_ENTRY, Fault, error, inject
-from tests.support import budgeted, deploy_routing_on_credits, deploy_with_table, job, nested, submit
+from tests.support import (
+    budgeted,
+    deploy_routing_on_credits,
+    deploy_with_table,
+    failing_sqs_entries,
+    job,
+    nested,
+    refused_outcome_events,
+    submit,
+)
 
 REPLAY = project.ROOT / "tools" / "asl" / "differential.js"
 INSTALLED = project.ROOT / "tools" / "asl" / "node_modules" / "aws-local-stepfunctions"
@@ -124,10 +134,138 @@ CASES: dict[str, Case] = {
     "malformed-decision": _malformed_decision,
     "provider-unavailable": _provider_unavailable,
 }
+def _batch_of(make_jobs: Callable[[], list[Any]], prepare: Callable[[LocalStack, pytest.MonkeyPatch, list[Any]], Any]
+              | None = None) -> Case:
+    """A batch case: its jobs made fresh, `prepare` (faults, records) run on them, then the batch."""
+    def run(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> str:
+        jobs = make_jobs()
+        if prepare is not None:
+            prepare(stack, monkeypatch, jobs)
+        [execution] = runner.publish_batches_and_wait(stack, [{"batchId": f"b-{uuid.uuid4()}", "jobs": jobs}])
+        return execution.arn
+    return run
+
+
+def _mixed() -> list[Any]:
+    first = job()
+    return [first, job(lengthSec=0), job(jobId=...), dict(first), job(provider="Replicate", lengthSec=60,
+                                                                      resolution="1080p")]
+
+
+def _fault(target: Any, method: str, marker: str, errors: list[Any], of_the_job: bool = True) -> Callable[..., None]:
+    def prepare(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, jobs: list[Any]) -> None:
+        fault = Fault(lambda call: marker in call and (not of_the_job or jobs[0]["jobId"] in call), errors)
+        monkeypatch.setattr(target, method, _faulty(getattr(target, method), fault))
+    return prepare
+
+
+def _faulty(original: Any, fault: Fault) -> Any:
+    def faulty(backend: Any, *args: Any, **kwargs: Any) -> Any:
+        failure = fault.next_error(repr((args, kwargs)))
+        if failure == FAILED_ENTRY:
+            return [{"ErrorCode": "ThrottlingException", "ErrorMessage": "injected"} for _ in args[0]]
+        if failure is not None:
+            raise failure
+        return original(backend, *args, **kwargs)
+    return faulty
+
+
+def _claimed_elsewhere(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, jobs: list[Any]) -> None:
+    stack.client("dynamodb").put_item(TableName=stack.outputs["JobsTableName"], Item={
+        "jobId": {"S": jobs[0]["jobId"]}, "status": {"S": "CLAIMED"}, "claimedBy": {"S": "arn:aws:states:::other"}})
+
+
+def _routed_before(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, jobs: list[Any]) -> None:
+    _one(stack, jobs[0])
+
+
+def _rules_down(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, jobs: list[Any]) -> None:
+    stack.rules.faults[:] = [RuntimeError("rules down")]
+
+
+def _an_unreadable_plan(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, jobs: list[Any]) -> None:
+    def intercept(event: Any, invoke: Callable[[Any], Result]) -> Result:
+        plan = invoke(event).json()
+        plan["jobs"][0]["outcome"] = "perhaps"
+        return Result(json.dumps(plan).encode())
+    monkeypatch.setattr(stack.rules, "intercept", intercept)
+
+
+def _fal_disabled(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, jobs: list[Any]) -> None:
+    table, key = stack.outputs["ProviderStateTableName"], {"pk": {"S": "state"}, "sk": {"S": "fal"}}
+    stack.client("dynamodb").put_item(TableName=table, Item={**key, "disabledReason": {"S": "differential"}})
+    time.sleep(MAX_AGE_SEC)
+
+
+def _fal_enabled_again(stack: LocalStack) -> None:
+    stack.client("dynamodb").delete_item(TableName=stack.outputs["ProviderStateTableName"],
+                                         Key={"pk": {"S": "state"}, "sk": {"S": "fal"}})
+    time.sleep(MAX_AGE_SEC)
+
+
+def _entry(fails: int, events: bool = False) -> Callable[..., None]:
+    def prepare(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, jobs: list[Any]) -> None:
+        (refused_outcome_events if events else failing_sqs_entries)(monkeypatch, jobs[0]["jobId"], fails)
+    return prepare
+
+
+def _take_over(stack: LocalStack, job_id: str) -> None:
+    """Another execution holds the job now: the failure record of this one must find it so."""
+    stack.client("dynamodb").update_item(
+        TableName=stack.outputs["JobsTableName"], Key={"jobId": {"S": job_id}},
+        UpdateExpression="SET claimedBy = :other",
+        ExpressionAttributeValues={":other": {"S": "arn:aws:states:::other"}})
+
+
+def _taken_over_at_the_mark(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, jobs: list[Any]) -> None:
+    original = DynamoDBBackend.update_item
+
+    def update_item(backend: Any, table_name: str, key: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if key.get("jobId", {}).get("S") == jobs[0]["jobId"] and ":routed" in repr((args, kwargs)):
+            original(backend, table_name, key, "SET claimedBy = :other", {},
+                     {":other": {"S": "arn:aws:states:::other"}})
+            raise error("ValidationException")
+        return original(backend, table_name, key, *args, **kwargs)
+    monkeypatch.setattr(DynamoDBBackend, "update_item", update_item)
+
+
+def _taken_over_at_the_send(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, jobs: list[Any]) -> None:
+    def send_message_batch(backend: Any, queue_name: str, entries: dict[str, Any]) -> Any:
+        _take_over(stack, jobs[0]["jobId"])
+        raise error("InvalidParameterValue", "sqs")
+    monkeypatch.setattr(SQSBackend, "send_message_batch", send_message_batch)
+
+
+BATCH_CASES: dict[str, Case] = {
+    "batch-mixed": _batch_of(_mixed),
+    "batch-malformed": lambda s, m: runner.publish_batches_and_wait(s, [{"batchId": "b-empty", "jobs": []}])[0].arn,
+    "batch-undecided": _batch_of(lambda: [job()], _rules_down),
+    "batch-malformed-decision": _batch_of(lambda: [job(), job()], _an_unreadable_plan),
+    "batch-claimed-elsewhere": _batch_of(lambda: [job(), job()], _claimed_elsewhere),
+    "batch-routed-before": _batch_of(lambda: [job(), job()], _routed_before),
+    "batch-claim-failing": _batch_of(lambda: [job()], _fault(DynamoDBBackend, "update_item", "claimedAt",
+                                                             [error("ValidationException")] * FOREVER)),
+    "batch-mark-failing": _batch_of(lambda: [job()], _fault(DynamoDBBackend, "update_item", ":routed",
+                                                            [error("ValidationException")] * FOREVER)),
+    "batch-taken-over-at-the-mark": _batch_of(lambda: [job()], _taken_over_at_the_mark),
+    "batch-taken-over-at-the-send": _batch_of(lambda: [job()], _taken_over_at_the_send),
+    "batch-send-failing": _batch_of(lambda: [job()], _fault(SQSBackend, "send_message_batch", "",
+                                                            [error("InvalidParameterValue", "sqs")] * FOREVER)),
+    "batch-entry-failing-once": _batch_of(lambda: [job(), job()], _entry(1)),
+    "batch-entry-failing": _batch_of(lambda: [job(), job()], _entry(3)),
+    "batch-event-refused-once": _batch_of(lambda: [job(), job()], _entry(1, events=True)),
+    "batch-event-refused": _batch_of(lambda: [job()], _entry(3, events=True)),
+    "batch-events-failing": _batch_of(lambda: [job()], _fault(EventsBackend, "put_events", "video.job.routed",
+                                                              [error("InternalException", "events")] * FOREVER)),
+    "batch-summary-failing": _batch_of(lambda: [job()], _fault(EventsBackend, "put_events", "video.job.batch.routed",
+                                                               [FAILED_ENTRY] * FOREVER, of_the_job=False)),
+}
 BUDGET_CASES: dict[str, Case] = {  # on a stack whose fal has a daily budget: quotes charged, then given back
     "budget-refunded-for-a-duplicate": _duplicate,
     "budget-refunded-after-a-failed-enqueue": _faulted(SQSBackend, "send_message", "JobQueue",
                                                       [error("InvalidParameterValue", "sqs")] * FOREVER),
+    "batch-budget-refunded-for-a-duplicate": _batch_of(lambda: [job(), job()], _routed_before),
+    "batch-budget-refunded-for-an-unsent-job": _batch_of(lambda: [job()], _entry(3)),
 }
 CREDITS_CASES: dict[str, Case] = {
     "credits-present": lambda s, m: _one(s, job(userId="rich-user")),
@@ -238,9 +376,15 @@ def differences(recorded: dict[str, Any], replayed: dict[str, Any]) -> list[str]
 @pytest.fixture(scope="module")
 def recordings(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, Any]]]:
     recorded: dict[str, dict[str, Any]] = {}
-    for name, case in CASES.items():
+    for name, case in {**CASES, **BATCH_CASES}.items():
         with pytest.MonkeyPatch.context() as monkeypatch:
             recorded[name] = record(case(stack, monkeypatch))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        try:
+            recorded["batch-unavailable"] = record(_batch_of(lambda: [job(provider="fal")], _fal_disabled)(
+                stack, monkeypatch))
+        finally:
+            _fal_enabled_again(stack)
     with pytest.MonkeyPatch.context() as monkeypatch:
         budget_stack = deploy_with_table(tmp_path_factory.mktemp("budget"), budgeted)
         try:
@@ -263,14 +407,23 @@ def replayed(recordings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
     return second_interpreter(recordings)
 
 
-@pytest.mark.parametrize("case", [*CASES, *BUDGET_CASES, *CREDITS_CASES])
+@pytest.mark.parametrize("case", [*CASES, *BATCH_CASES, "batch-unavailable", *BUDGET_CASES, *CREDITS_CASES])
 def test_both_interpreters_agree(case: str, recordings: dict[str, Any], replayed: dict[str, Any]) -> None:
     assert differences(recordings[case], replayed[case]) == []
 
 
-def test_every_task_state_and_ending_is_covered(recordings: dict[str, Any]) -> None:
-    """The paths between them enter every state of the workflow."""
-    states = set(json.loads(project.ASL.read_text())["States"])
+def _state_names(states: dict[str, Any]) -> set[str]:
+    names = set(states)
+    for state in states.values():
+        if state["Type"] == "Map":
+            names |= _state_names(state["ItemProcessor"]["States"])
+    return names
+
+
+@pytest.mark.parametrize("asl", [project.ASL, project.BATCH_ASL], ids=["single", "batch"])
+def test_every_task_state_and_ending_is_covered(recordings: dict[str, Any], asl: Any) -> None:
+    """The paths between them enter every state of each workflow, those inside its Maps too."""
+    states = _state_names(json.loads(asl.read_text())["States"])
     entered = {state for r in recordings.values() for state in r["path"]}
     assert states - entered == set()
 

@@ -36,7 +36,7 @@ class Fault:
 
 def error(code: str, service: str = "dynamodb") -> Exception:
     """An AWS error as the service's own protocol carries it, so Step Functions names it right."""
-    if service == "dynamodb":
+    if service in ("dynamodb", "events"):  # JSON protocol services
         from moto.core.exceptions import JsonRESTError
 
         return JsonRESTError(code, f"injected {code}")

@@ -18,7 +18,39 @@ if (!Promise.withResolvers) {
     return { promise, resolve, reject };
   };
 }
-const { StateMachine, ExecutionError } = require("aws-local-stepfunctions");
+// aws-local-stepfunctions 3.0.0 is loaded with two corrections, each where it differs from Step
+// Functions (docs/LOCAL_STACK.md, "Two interpreters"); if a line to correct is not there (another
+// version), this stops rather than compare against a wrong interpreter.
+// 1. Each run's context object has Execution.Input set to that run's input, and a Map's iterations
+//    are runs of their own: inside one, $$.Execution.Input was the iteration's input. In Step
+//    Functions it is the execution's input everywhere.
+// 2. Paths are evaluated with jsonpath-plus's wrap: false, so an indefinite path (wildcard, slice,
+//    filter, deep scan) matching nothing failed, and one matching once gave the bare value. Step
+//    Functions evaluates paths as Jayway JsonPath does: an indefinite path is always the list of its
+//    matches (the local stack's indefinite_paths_as_lists says the same of moto).
+const INDEFINITE = "/\\[\\s*(\\*|\\?|-?\\d*\\s*:|[^\\]]*,)|\\.\\*|\\.\\./";
+const CORRECTIONS = [
+  ["Input: input,\n        StartTime:", "Input: options.runOptions?.context?.Execution?.Input ?? input,\n        StartTime:"],
+  ["json: context ?? null, wrap: false });", `json: context ?? null, wrap: ${INDEFINITE}.test(pathExpression) });`],
+  ["path: pathExpression, json, wrap: false });", `path: pathExpression, json, wrap: ${INDEFINITE}.test(pathExpression) });`],
+];
+function loadInterpreter() {
+  const fs = require("fs");
+  const Module = require("module");
+  const path = require("path");
+  const file = require.resolve("aws-local-stepfunctions");
+  let source = fs.readFileSync(file, "utf8");
+  for (const [wrong, right] of CORRECTIONS) {
+    if (!source.includes(wrong)) throw new Error(`${file}: the line to correct is not there: ${wrong}`);
+    source = source.replace(wrong, right);
+  }
+  const loaded = new Module(file, module);
+  loaded.filename = file;
+  loaded.paths = Module._nodeModulePaths(path.dirname(file));
+  loaded._compile(source, file);
+  return loaded.exports;
+}
+const { StateMachine, ExecutionError } = loadInterpreter();
 
 function namedError(name, cause) {
   const error = new Error(cause ?? "");
