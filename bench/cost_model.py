@@ -154,12 +154,12 @@ def provider_state_reads_per_job(jobs_per_second: float | None = None) -> float:
 
 
 def batch_cost(m: dict[str, Any], level: str = "ERROR", jobs: int | None = None) -> dict[str, float]:
-    """Dollars per million routed jobs when they come `jobs` to a video.job.batch.submitted. MODELED, not
-    measured: the per-job inputs (item sizes, the decision's log line) are the single job's measured ones,
-    the requests per batch those of the batch design (docs/COST.md, "Batch mode"): one submitted event
-    (per 64 KB chunk), one execution, one rules invoke deciding every job, the claim and the mark per job,
-    one SendMessageBatch per 10 routed jobs (per 64 KB chunk), one outcome event per job (EventBridge bills
-    entries, not calls) and one video.job.batch.routed summary."""
+    """Dollars per million routed jobs when they come `jobs` to a video.job.batch.submitted. The per-job
+    inputs (item sizes, the decision's log line) are the single job's measured ones; the requests per batch
+    are the batch workflow's, as tests/workflow/test_batch.py counts them (docs/COST.md, "Batch mode"):
+    one submitted event (per 64 KB chunk), one execution, one rules invoke deciding every job, the claim
+    and the mark per job, one SendMessageBatch per 10 routed jobs (per 64 KB chunk), one outcome event per
+    job (EventBridge bills entries, not calls) and one video.job.batch.routed summary."""
     p, a = PRICES, ASSUMPTIONS
     n = jobs or int(a["batch_jobs"])
     chunk = 64 * 1024

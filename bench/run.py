@@ -333,7 +333,7 @@ def main() -> None:
               f"(goal <= $5.50; floor ${costs['cost_floor_usd']:.2f}), {costs['cost_ratio_vs_single_lambda']:.2f}x "
               "the single-Lambda design "
               f"(goal <= 1.4x); ${costs['cost_per_million_usd_log_all']:.2f} at LogLevel=ALL", flush=True)
-        print(f"cost, batch mode (100 jobs a batch, modeled from the batch design): "
+        print(f"cost, batch mode (100 jobs a batch; requests as the batch workflow makes them, its duration assumed): "
               f"${costs['cost_per_million_usd_batch_modeled']:.2f} per million routed jobs (goal <= $3.00) against "
               f"${costs['cost_per_million_usd']:.2f} one event each", flush=True)
     if not args.skip_local_stack and not args.skip_console:
