@@ -289,3 +289,27 @@ def test_an_indefinite_path_is_always_a_list(aws_without: None) -> None:
     done = _run(arn, {"tens": [{"lost": []}], "outcomes": [{"counted": {"failed": 1}}, {"counted": {}}]})
     assert done["status"] == "SUCCEEDED", done.get("cause")
     assert json.loads(done["output"]) == {"none": [], "one": [1]}
+
+
+@with_and_without(adapters.give_task_timeouts_headroom,
+                  "a task slower in one loaded process than its TimeoutSeconds times out, though it succeeds")
+def test_a_task_slowed_by_the_local_process_is_not_timed_out(aws_without: None) -> None:
+    import time as clock
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    boto3.client("dynamodb", region_name=REGION).create_table(
+        TableName="slow", KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+    arn = _api_machine({"StartAt": "Read", "States": {"Read": {
+        "Type": "Task", "Resource": "arn:aws:states:::dynamodb:getItem", "TimeoutSeconds": 1, "End": True,
+        "Parameters": {"TableName": "slow", "Key": {"k": {"S": "x"}}}}}})
+    original = DynamoDBBackend.get_item
+
+    def slow_get_item(backend: Any, *args: Any, **kwargs: Any) -> Any:
+        clock.sleep(1.5)  # the GIL and the lock, as a loaded local stack makes a call wait
+        return original(backend, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DynamoDBBackend, "get_item", slow_get_item)
+        assert _run(arn)["status"] == "SUCCEEDED"

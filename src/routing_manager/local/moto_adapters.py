@@ -1221,12 +1221,35 @@ def indefinite_paths_as_lists(patches: contextlib.ExitStack) -> None:
         patches.enter_context(mock.patch.object(module, "extract_json", extract_json))
 
 
+LOCAL_TASK_TIMEOUT_SCALE = 10
+
+
+def give_task_timeouts_headroom(patches: contextlib.ExitStack, scale: int = LOCAL_TASK_TIMEOUT_SCALE) -> None:
+    """A Task's TimeoutSeconds is sized for the service's own latency (milliseconds for DynamoDB,
+    PutEvents or SendMessageBatch on AWS). The local stack serves every service from one Python
+    process, where a call waits for the GIL and the DynamoDB lock: on two loaded cores a 100-job
+    batch saw PutEvents calls of 10 entries take 3.2 s and marks 1.2 s. A timeout that fires on a
+    call that then succeeds makes the Retry repeat a write or an announcement AWS would have made
+    once, so the local stack waits `scale` times TimeoutSeconds. A task that hangs still ends: 50 s
+    for the workflow's 5 s tasks, within the EXPRESS execution's 5 minutes."""
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+
+    original = TimeoutSeconds._eval_seconds
+
+    def _eval_seconds(self: Any, env: Any) -> int:
+        seconds: int = original(self, env)
+        return seconds if self.is_default_value() else seconds * scale
+
+    patches.enter_context(mock.patch.object(TimeoutSeconds, "_eval_seconds", _eval_seconds))
+
+
 GAPS: tuple[Callable[[contextlib.ExitStack], None], ...] = (
     route_cfn_state_machines, deliver_events_to_step_functions, invoke_lambda_functions, announce_alarm_state_changes,
     create_cfn_alarms,
     serialize_dynamodb_requests, failure_causes_as_text, run_express_machines_as_express,
     enforce_state_payload_quota, enforce_express_time_limit, enforce_event_entry_size, enforce_sqs_message_size,
     log_executions_to_cloudwatch, name_eventbridge_sdk_integration, indefinite_paths_as_lists,
+    give_task_timeouts_headroom,
 )
 # What only makes it faster: ROUTING_MANAGER_LOCAL_SPEEDUPS=0 runs without them (and slowly: retry
 # waits as long as on AWS, a parse and a client per call).
