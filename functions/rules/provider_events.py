@@ -24,6 +24,7 @@ as `routing.provider.changed` (see routing_core.control).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.logging import Logger
 from pydantic import ValidationError
-from routing_core import control, rate_limits, rollout, stats
+from routing_core import control, quality, rate_limits, rollout, stats
 from routing_core.availability import STATE_PK, scope, state_of
 from routing_core.contract import (
     COMPLETED_DETAIL_TYPE,
@@ -94,7 +95,7 @@ def on_outcome(kind: str, detail: dict[str, Any]) -> dict[str, Any]:
         return _ignored(f"provider {outcome.provider!r} is not in the routing table")
     failed = isinstance(outcome, JobFailedDetail)
     now = time.time()
-    _keep_on_job(outcome, failed, now)
+    detail_kept = _keep_on_job(outcome, failed, now)
     # The job's in-flight leases end (rateLimits.maxInFlight): idempotent, so an error here raises and Lambda's
     # retry counts nothing twice. Both scopes always: a published routing table may limit what the bundled
     # one does not, and a REMOVE where no lease is held is one failed condition.
@@ -104,6 +105,12 @@ def on_outcome(kind: str, detail: dict[str, Any]) -> dict[str, Any]:
     stats.record_outcome(ddb, TABLE, outcome.provider, outcome.model, now, counted=counted, completed=not failed,
                          duration=outcome.durationSec, cost=getattr(outcome, "costUsd", None),
                          quality=getattr(outcome, "qualityScore", None))
+    if counted and detail_kept is not None:  # per segment, for the quality model (routing_core.quality)
+        try:
+            quality.record_outcome(ddb, TABLE, outcome.provider, outcome.model, quality.segment_of_detail(detail_kept),
+                                   now, completed=not failed, quality=getattr(outcome, "qualityScore", None))
+        except Exception as exc:  # the model's input, not the breaker's: a retry would count the stats twice
+            logger.warning("segment statistics not recorded", error=type(exc).__name__)
     if not counted:
         return {"counted": False, "ignored": "invalid_input is the job's fault, not the provider's"}
 
@@ -132,11 +139,11 @@ def on_outcome(kind: str, detail: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _keep_on_job(outcome: JobFailedDetail | JobCompletedDetail, failed: bool, now: float) -> None:
+def _keep_on_job(outcome: JobFailedDetail | JobCompletedDetail, failed: bool, now: float) -> dict[str, Any] | None:
     """The outcome on the job's record, where the record was routed to this provider. A SET: a retried event
     writes the same. It never stops the breaker's count, so a failure is a warning, not a raise."""
     if not JOBS_TABLE:
-        return
+        return None
     kept: dict[str, Any] = {"type": {"S": "failed" if failed else "completed"}, "model": {"S": outcome.model},
                             "at": {"S": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}}
     for name in ("errorType", "durationSec", "costUsd", "qualityScore"):
@@ -144,14 +151,23 @@ def _keep_on_job(outcome: JobFailedDetail | JobCompletedDetail, failed: bool, no
         if value is not None:
             kept[name] = {"S": value} if isinstance(value, str) else {"N": repr(float(value))}
     try:
-        ddb.update_item(TableName=JOBS_TABLE, Key={"jobId": {"S": outcome.jobId}},
-                        UpdateExpression="SET providerOutcome = :outcome",
-                        ConditionExpression="attribute_exists(jobId) AND provider = :provider",
-                        ExpressionAttributeValues={":outcome": {"M": kept}, ":provider": {"S": outcome.provider}})
+        record = ddb.update_item(TableName=JOBS_TABLE, Key={"jobId": {"S": outcome.jobId}},
+                                 UpdateExpression="SET providerOutcome = :outcome",
+                                 ConditionExpression="attribute_exists(jobId) AND provider = :provider",
+                                 ExpressionAttributeValues={":outcome": {"M": kept},
+                                                            ":provider": {"S": outcome.provider}},
+                                 ReturnValues="ALL_NEW").get("Attributes", {})
     except ddb.exceptions.ConditionalCheckFailedException:
         logger.info("outcome of a job not routed to its provider here: not kept on a record")
+        return None
     except Exception as exc:
         logger.warning("provider outcome not kept on the job record", error=type(exc).__name__)
+        return None
+    try:  # the job's own detail: its segment for the quality model
+        detail = json.loads(record.get("submittedDetail", {}).get("S") or "{}")
+    except ValueError:
+        return None
+    return detail if isinstance(detail, dict) else None
 
 
 def on_routed(detail: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, NotRequired, TypedDict
 
-from routing_core import limits, preferences, rate_limits, reasons, strategies
+from routing_core import limits, preferences, quality, rate_limits, reasons, strategies
 from routing_core.availability import Availability
 from routing_core.preferences import Preferences
 
@@ -402,7 +402,7 @@ class Engine:
         if strategy.name == "cheapest":
             quoted.sort(key=_by_quote)  # stable: the rule's order breaks ties
         elif strategy.uses_stats:
-            quoted, step["strategy"] = self._rank(strategy, quoted, availability)
+            quoted, step["strategy"] = self._rank(strategy, quoted, availability, job)
         if prefs is None:
             return quoted, None, applied
         rule_first = frozenset((p, m) for p, m, _ in quoted[:1])
@@ -410,7 +410,7 @@ class Engine:
             quoted.sort(key=_by_quote)
             applied.append("sort")
         elif prefs.sort is not None:
-            quoted, step["sort"] = self._rank(self.sort_strategies[prefs.sort], quoted, availability)
+            quoted, step["sort"] = self._rank(self.sort_strategies[prefs.sort], quoted, availability, job)
             applied.append("sort")
         named: dict[tuple[str, str], None] = {}
         if prefs.order:
@@ -504,9 +504,15 @@ class Engine:
         return None
 
     def _rank(self, strategy: strategies.Strategy, quoted: list[tuple[str, str, float]],
-              availability: Availability | None) -> tuple[list[tuple[str, str, float]], dict[str, Any]]:
+              availability: Availability | None, job: Job) -> tuple[list[tuple[str, str, float]], dict[str, Any]]:
         stats = availability.stats if availability is not None else None
-        return strategy.rank(quoted, stats, self.max_in_flight, availability.stats_note if availability else None)
+        model = availability.quality_model if availability is not None else None
+        predicted = None
+        if model and strategy.name == "best-value":  # the job's segment in the fitted quality model
+            seg = quality.segment(job.length, job.resolution, job.audio)
+            predicted = {(p, m): quality.predict(model, p, m, seg) for p, m, _ in quoted}
+        return strategy.rank(quoted, stats, self.max_in_flight, availability.stats_note if availability else None,
+                             predicted)
 
     def _drop(self, job: Job, name: str, provider: Mapping[str, Any], model: str, quote: float,
               allowed: frozenset[tuple[str, str]] | None, prefs: Preferences | None, max_quote: float | None,

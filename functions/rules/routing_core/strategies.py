@@ -53,7 +53,8 @@ class Strategy:
         return self.name in ("fastest", "least-busy", "best-value")
 
     def rank(self, quoted: list[Candidate], stats: Stats | None, max_in_flight: Mapping[tuple[str, str], int],
-             stats_note: str | None = None) -> tuple[list[Candidate], dict[str, Any]]:
+             stats_note: str | None = None, predicted: Mapping[tuple[str, str], Mapping[str, Any] | None] | None = None
+             ) -> tuple[list[Candidate], dict[str, Any]]:
         """The candidates in this strategy's order, and what the explanation says about it."""
         info: dict[str, Any] = {"strategy": self.name}
         if stats_note:
@@ -75,17 +76,23 @@ class Strategy:
             ranked = _by_known(quoted, figures)
             info.update(figure="inFlight/maxInFlight", figures=figures, ranking="lowest load first")
         elif self.name == "best-value":
-            ranked = self._best_value(quoted, stats, info)
+            ranked = self._best_value(quoted, stats, info, predicted or {})
         else:
             return quoted, info
         return ranked, info
 
-    def _best_value(self, quoted: list[Candidate], stats: Stats, info: dict[str, Any]) -> list[Candidate]:
+    def _best_value(self, quoted: list[Candidate], stats: Stats, info: dict[str, Any],
+                    predicted: Mapping[tuple[str, str], Mapping[str, Any] | None]) -> list[Candidate]:
         floor = self.min_quality or 0.0
         draws: dict[str, float] = {}
         means: dict[str, float] = {}
+        shown: dict[str, Any] = {}
         for c in quoted:
             alpha, beta = posterior(stats.get((c[0], c[1])))
+            prediction = predicted.get((c[0], c[1]))
+            if prediction is not None:
+                alpha, beta = adjusted(alpha, beta, prediction)
+                shown[_label(c)] = dict(prediction)
             draws[_label(c)] = round(self.rng.betavariate(alpha, beta), 4)
             means[_label(c)] = round(alpha / (alpha + beta), 4)
         greedy = _by_value(quoted, means, floor)
@@ -96,7 +103,11 @@ class Strategy:
         if explores and not capped:
             self.explored += 1
         ranked = greedy if capped else sampled
-        info.update(figure="quality of a job (failure = 0), Beta posterior", draws=draws, posteriorMeans=means,
+        if shown:
+            info["predicted"] = shown  # the quality model's figures for the job's segment (routing_core.quality)
+        info.update(figure="quality of a job (failure = 0), Beta posterior" + (
+                    ", adjusted to the job's segment by the quality model" if shown else ""),
+                    draws=draws, posteriorMeans=means,
                     minQuality=self.min_quality, explored=explores and not capped,
                     ranking=("posterior means per dollar (the exploration cap "
                              f"{self.max_exploration:g} is reached)" if capped else
@@ -112,6 +123,17 @@ def posterior(line: Mapping[str, Any] | None) -> tuple[float, float]:
     mean = line.get("qualityMean")
     good = weight * mean if mean is not None else 0.0
     return 1.0 + good, 1.0 + (weight - good) + (line.get("failureWeight") or 0.0)
+
+
+def adjusted(alpha: float, beta: float, prediction: Mapping[str, Any]) -> tuple[float, float]:
+    """The posterior moved to the job's segment, its strength (alpha + beta) kept: the live mean times the
+    segment's ratio to its (provider, model) average; with no live data (Beta(1, 1)) the predicted expected
+    quality itself. Live data keep their recency (the drift), the model adds what the segment does differently."""
+    strength = alpha + beta
+    mean = alpha / strength
+    target = prediction["expectedQuality"] if strength <= 2.0 else mean * prediction["ratio"]
+    target = min(0.999, max(0.001, target))
+    return target * strength, (1.0 - target) * strength
 
 
 def _label(c: Candidate) -> str:
