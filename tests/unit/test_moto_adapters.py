@@ -192,6 +192,23 @@ def test_queue_counts_in_one_pass_match_what_sqs_reports() -> None:
         assert sorted(m["Body"] for m in rest) == sorted({"0", "1", "2", "3", "4"} - {taken["Body"]})
 
 
+@pytest.mark.own_adapters
+def test_a_json_template_is_read_as_json_and_yaml_still_as_moto_reads_it() -> None:
+    from moto.cloudformation.models import Stack
+
+    template = {"Resources": {"Q": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "yes"}}},
+                "Outputs": {"U": {"Value": {"Fn::GetAtt": ["Q", "Arn"]}}}}
+    yaml_body = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties: {QueueName: !Ref Name}\n"
+    as_moto, yaml_as_moto = Stack.parse_template(json.dumps(template)), Stack.parse_template(yaml_body)
+    with moto_adapters.adapted():
+        assert Stack.parse_template(json.dumps(template)) == as_moto == template
+        assert Stack.parse_template(yaml_body) == yaml_as_moto
+        with mocked_aws():  # a whole deploy through the patched parser
+            cfn = boto3.client("cloudformation", region_name="us-east-1")
+            cfn.create_stack(StackName="json", TemplateBody=json.dumps({"Resources": template["Resources"]}))
+            assert boto3.client("sqs", region_name="us-east-1").get_queue_url(QueueName="yes")["QueueUrl"]
+
+
 def test_eventbridge_target_paths_are_parsed_once() -> None:
     import jsonpath_ng.ext
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -60,18 +61,15 @@ def local_run(
     real_stdout = sys.stdout
     log = lambda_log.open("w")
     environment = {"ROUTING_TABLE_PATH": str(routing_table.resolve())} if routing_table else None
+    interrupted = threading.Event()
     try:
         with (err.status(f"deploying template.yaml and routing {len(events)} events ...") as status,
               contextlib.redirect_stdout(log),
-              stack.running(function_environment=environment, echo_logs=_log_lines(log, logs)) as local):
-            try:
-                results = runner.publish_and_wait(local, events, timeout=timeout)
-            except KeyboardInterrupt:  # report what ran so far; what was still running shows STUCK
-                from routing_manager.local.server import exit_anyway_after
-
-                exit_anyway_after(30.0, 130, "interrupted: the report did not finish in 30 s")
+              stack.running(function_environment=environment, echo_logs=_log_lines(log, logs)) as local,
+              _ctrl_c_sets(interrupted)):
+            results = runner.publish_and_wait(local, events, timeout=timeout, stop=interrupted)
+            if interrupted.is_set():  # report what ran so far; what was still running shows STUCK
                 status.stop()
-                results = [runner.summarise(e) for e in stack.wait_for_executions(local, 0, timeout=0)]
                 _report(results, as_json, Console(file=real_stdout, soft_wrap=True, width=out.width))
                 err.print(f"interrupted: {len(results)} of {len(events)} jobs reported", highlight=False)
                 real_stdout.flush()
@@ -98,6 +96,25 @@ def local_run(
     if lost:
         raise fail(f"{len(lost)} job{'s' * (len(lost) != 1)} ended outside the workflow's own paths, with no "
                    f"record or outcome event promised ({', '.join(sorted({r.status for r in lost}))})", EXIT_FAILED)
+
+
+@contextlib.contextmanager
+def _ctrl_c_sets(interrupted: threading.Event) -> Iterator[None]:
+    """While jobs run, Ctrl-C only sets `interrupted`: a KeyboardInterrupt raised wherever the main thread
+    happened to be (inside moto, under a lock) could be lost or leave a lock held, and the run would then
+    wait out its timeout. The watchdog ends the process if the report itself cannot finish."""
+    from routing_manager.local.server import exit_anyway_after
+
+    def on_ctrl_c(*_: object) -> None:
+        if not interrupted.is_set():
+            interrupted.set()
+            exit_anyway_after(30.0, 130, "interrupted: the report did not finish in 30 s")
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _log_lines(log: Any, echo: bool) -> Callable[[str], None]:

@@ -29,6 +29,8 @@ docs/LOCAL_STACK.md has the same list with the reasons.
 |   target input) rebuilds jsonpath_ng's LR parser             |                                  |
 | SendMessage costs time in proportion to the queue's depth     | count_queue_messages_in_one_pass |
 | Every UpdateItem parses its UpdateExpression twice            | parse_each_update_expression_once |
+| CloudFormation reads a JSON TemplateBody with PyYAML's pure  | parse_json_templates_as_json     |
+|   Python loader (a fifth of every deploy)                    |                                  |
 | Every execution evaluates at once: a burst starves them all   | bound_running_executions         |
 | DynamoDB conditional writes are not atomic across threads:    | serialize_dynamodb_requests      |
 |   two concurrent claims can both succeed (found by the        |                                  |
@@ -958,6 +960,26 @@ def parse_each_update_expression_once(patches: contextlib.ExitStack) -> None:
     patches.enter_context(mock.patch.object(UpdateExpressionParser, "make", classmethod(make)))
 
 
+def parse_json_templates_as_json(patches: contextlib.ExitStack) -> None:
+    """moto's CloudFormation loads every TemplateBody with PyYAML's pure-Python loader before it tries JSON:
+    0.4 s of each deploy for the local stack's 300 KB of JSON. JSON is YAML, so a body that parses as JSON
+    gives the same dict; anything else (the YAML of a user's template) goes to moto's own parser."""
+    from moto.cloudformation.models import Stack
+
+    original = Stack.parse_template
+
+    def parse_template(template: str) -> dict[str, Any]:
+        if template.lstrip().startswith("{"):
+            with contextlib.suppress(ValueError):
+                parsed = json.loads(template)
+                if isinstance(parsed, dict):
+                    return parsed
+        result: dict[str, Any] = original(template)
+        return result
+
+    patches.enter_context(mock.patch.object(Stack, "parse_template", staticmethod(parse_template)))
+
+
 MAX_RUNNING_EXECUTIONS = int(os.environ.get("ROUTING_MANAGER_LOCAL_EXECUTIONS", "16"))
 
 
@@ -1159,6 +1181,7 @@ GAPS: tuple[Callable[[contextlib.ExitStack], None], ...] = (
 SPEED_UPS: tuple[Callable[[contextlib.ExitStack], None], ...] = (
     compress_retry_waits, count_queue_messages_in_one_pass, parse_each_json_path_once, parse_each_definition_once,
     reuse_interpreter_clients, bound_running_executions, parse_each_update_expression_once,
+    parse_json_templates_as_json,
 )
 SPEED_UPS_ENV = "ROUTING_MANAGER_LOCAL_SPEEDUPS"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -77,10 +78,12 @@ def starts_workflow(event: SubmittedEvent) -> bool:
     return event.source == SUBMITTED_SOURCE and event.detail_type == SUBMITTED_DETAIL_TYPE
 
 
-def publish_and_wait(stack: LocalStack, events: list[SubmittedEvent], timeout: float = 60.0) -> list[JobResult]:
+def publish_and_wait(stack: LocalStack, events: list[SubmittedEvent], timeout: float = 60.0,
+                     stop: threading.Event | None = None) -> list[JobResult]:
     """Publish through EventBridge PutEvents, as a frontend would, and wait for every execution.
 
-    An execution still running at the timeout is reported STUCK, never waited on forever."""
+    An execution still running at the timeout is reported STUCK, never waited on forever. Once `stop` is
+    set (Ctrl-C), nothing more is published and what ran so far is reported at once."""
     before = execution_arns(stack)
     undelivered_before = len(moto_adapters.UNDELIVERED)
     client = stack.client("events")
@@ -88,6 +91,8 @@ def publish_and_wait(stack: LocalStack, events: list[SubmittedEvent], timeout: f
     refused: list[JobResult] = []
     refused_starts = 0
     for start in range(0, len(events), 10):
+        if stop is not None and stop.is_set():
+            break
         batch = events[start:start + 10]
         response = client.put_events(Entries=[e.entry(bus) for e in batch])
         for event, answer in zip(batch, response["Entries"], strict=True):
@@ -100,7 +105,7 @@ def publish_and_wait(stack: LocalStack, events: list[SubmittedEvent], timeout: f
     undelivered = [u for u in moto_adapters.UNDELIVERED[undelivered_before:]
                    if u.state_machine_arn == stack.state_machine_arn]
     expected = sum(1 for e in events if starts_workflow(e)) - refused_starts - len(undelivered)
-    executions = wait_for_executions(stack, expected, timeout=timeout, already=before)
+    executions = wait_for_executions(stack, expected, timeout=timeout, already=before, stop=stop)
     executions.sort(key=lambda e: e.start)
     return [summarise(e) for e in executions] + [_never_started(u) for u in undelivered] + refused
 

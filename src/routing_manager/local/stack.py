@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 import warnings
@@ -333,9 +334,9 @@ class Execution:
 
 
 def wait_for_executions(stack: LocalStack, expected: int, timeout: float = 30.0,
-                        already: set[str] | None = None) -> list[Execution]:
+                        already: set[str] | None = None, stop: threading.Event | None = None) -> list[Execution]:
     """Wait until `expected` new executions (not in `already`) have ended; never hangs:
-    after `timeout` the ones still running are returned with status RUNNING.
+    after `timeout`, or once `stop` is set, the ones still running are returned with status RUNNING.
 
     Polls at a growing interval: executions run in this process's threads and need the GIL."""
     deadline = time.monotonic() + timeout
@@ -345,9 +346,12 @@ def wait_for_executions(stack: LocalStack, expected: int, timeout: float = 30.0,
         fresh = {arn: status for arn, status in moto_adapters.execution_statuses(stack.state_machine_arn).items()
                  if arn not in already}
         ended = len(fresh) >= expected and "RUNNING" not in fresh.values()
-        if ended or time.monotonic() > deadline:
+        if ended or time.monotonic() > deadline or (stop is not None and stop.is_set()):
             return [describe_execution(arn) for arn in fresh]
-        time.sleep(interval)
+        if stop is not None:
+            stop.wait(interval)
+        else:
+            time.sleep(interval)
         interval = min(interval * 1.5, 0.5)
 
 
