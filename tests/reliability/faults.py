@@ -19,6 +19,7 @@ class Fault:
         self.errors = list(errors)
         self.hits = 0
         self.lock = threading.Lock()
+        self.fired = threading.Event()  # set once the last injected error has been handed out
 
     def next_error(self, call: str) -> Any:
         if not self.match(call):
@@ -27,7 +28,10 @@ class Fault:
             if not self.errors:
                 return None
             self.hits += 1
-            return self.errors.pop(0)
+            failure = self.errors.pop(0)
+            if not self.errors:
+                self.fired.set()
+            return failure
 
 
 def error(code: str, service: str = "dynamodb") -> Exception:

@@ -1010,6 +1010,15 @@ def allow_deep_json(depth: int = 2_000) -> None:
         sys.setrecursionlimit(depth * 5)
 
 
+def kill_execution(execution_arn: str) -> None:
+    """End an execution whose thread a test killed mid-task, as AWS ends a killed EXPRESS execution: moto's
+    interpreter would otherwise time the dead task out (its TimeoutSeconds) and retry it."""
+    import datetime
+
+    backend = _parser_backend(execution_arn)
+    backend.describe_execution(execution_arn).stop(datetime.datetime.now(datetime.UTC), "Killed", "killed mid-task")
+
+
 def restart_execution(execution_arn: str) -> None:
     """Run an execution again from the beginning under the same ARN, as AWS may run an asynchronous
     EXPRESS execution more than once (at-least-once). The first run's record stays in the history."""
@@ -1169,12 +1178,23 @@ def check_moto_version(installed: str | None = None) -> None:
 
 
 # What fills a gap between moto and AWS: the local stack is wrong without it.
+def name_eventbridge_sdk_integration(patches: contextlib.ExitStack) -> None:
+    """`arn:aws:states:::aws-sdk:eventbridge:putEvents` is the name Step Functions gives EventBridge's
+    SDK integration; moto 5.2.5 looks `eventbridge` up as a boto3 service, which is `events`, and fails
+    the task with States.Runtime. The batch workflow (issue 26) needs the SDK integration: it answers
+    FailedEntryCount per entry instead of failing the whole call, so only failed entries go again."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service
+
+    overrides = state_task_service.StateTaskService._SERVICE_NAME_SFN_TO_BOTO_OVERRIDES
+    patches.enter_context(mock.patch.dict(overrides, {"eventbridge": "events"}))
+
+
 GAPS: tuple[Callable[[contextlib.ExitStack], None], ...] = (
     route_cfn_state_machines, deliver_events_to_step_functions, invoke_lambda_functions, announce_alarm_state_changes,
     create_cfn_alarms,
     serialize_dynamodb_requests, failure_causes_as_text, run_express_machines_as_express,
     enforce_state_payload_quota, enforce_express_time_limit, enforce_event_entry_size, enforce_sqs_message_size,
-    log_executions_to_cloudwatch,
+    log_executions_to_cloudwatch, name_eventbridge_sdk_integration,
 )
 # What only makes it faster: ROUTING_MANAGER_LOCAL_SPEEDUPS=0 runs without them (and slowly: retry
 # waits as long as on AWS, a parse and a client per call).
