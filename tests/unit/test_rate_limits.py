@@ -199,3 +199,75 @@ def test_a_full_in_flight_limit_gives_the_minute_slot_back() -> None:
         counter = ddb.get_item(TableName="control", Key={"pk": {"S": "rate"}, "sk": {"S": "fal#600"}})["Item"]
         assert counter["admitted"]["N"] == "1"
         assert sorted(leases(ddb, "fal")) == ["a"]  # b's lease of fal was given back when its model's was full
+
+
+@pytest.fixture
+def provider_events(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[Any]:
+    """The provider events function's module, imported as Lambda imports it, on moto's control and jobs
+    tables; its routing table limits fal to 2 in flight and nothing else."""
+    import importlib
+    import sys
+
+    path = tmp_path / "routing_table.json"
+    path.write_text(json.dumps(limited(fal={"rateLimits": {"maxInFlight": 2}})))
+    for name, value in {"PROVIDER_STATE_TABLE": "control", "JOBS_TABLE": "jobs", "ROUTING_TABLE_PATH": str(path),
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        ddb = control_table()
+        ddb.create_table(TableName="jobs", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "jobId", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "jobId", "AttributeType": "S"}])
+        sys.modules.pop("provider_events", None)
+        module = importlib.import_module("provider_events")
+        yield module
+        sys.modules.pop("provider_events", None)
+
+
+def rate_requests(module: Any, job_id: str, provider: str, model: str) -> list[str]:
+    """The requests an outcome of `job_id` (routed to provider/model, bundled table) sends to the rate items."""
+    module.ddb.put_item(TableName="jobs", Item={"jobId": {"S": job_id}, "provider": {"S": provider},
+                                                "model": {"S": model}, "tableVersion": {"N": "0"}})
+    sent: list[str] = []
+
+    def note(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key", {}).get("pk", {}).get("S") == rate_limits.RATE_PK:
+            sent.append(params["Key"]["sk"]["S"])
+
+    module.ddb.meta.events.register("provide-client-params.dynamodb.*", note)
+    try:
+        module.on_outcome("video.job.completed", {"jobId": job_id, "provider": provider, "model": model})
+    finally:
+        module.ddb.meta.events.unregister("provide-client-params.dynamodb.*", note)
+    return sent
+
+
+def test_an_outcome_ends_a_lease_only_where_the_deciding_table_limits_in_flight(provider_events: Any) -> None:
+    limiter = rate_limits.Limiter(lambda: provider_events.ddb, "control")
+    assert limiter.admit([], [("fal", 2)], "to-fal") is None
+    assert rate_requests(provider_events, "to-fal", "fal", "wan-i2v") == ["flight#fal"]
+    assert leases(provider_events.ddb, "fal") == {}
+    # replicate has no limit in that table: its outcomes cost no request to the rate items at all.
+    assert rate_requests(provider_events, "to-replicate", "replicate", "minimax/video-01") == []
+
+
+def test_an_outcome_of_a_job_decided_by_a_published_table_ends_the_lease_that_table_took(provider_events: Any) -> None:
+    from routing_core import rollout
+
+    published = limited(replicate={"modelRateLimits": {"minimax/video-01": {"maxInFlight": 1}}})
+    version = rollout.publish(provider_events.ddb, "control", published, "test", None)["version"]
+    limiter = rate_limits.Limiter(lambda: provider_events.ddb, "control")
+    assert limiter.admit([], [("replicate#minimax/video-01", 1)], "j") is None
+    provider_events.ddb.put_item(TableName="jobs", Item={
+        "jobId": {"S": "j"}, "provider": {"S": "replicate"}, "model": {"S": "minimax/video-01"},
+        "tableVersion": {"N": str(version)}})
+    provider_events.on_outcome("video.job.failed", {"jobId": "j", "provider": "replicate",
+                                                    "model": "minimax/video-01", "errorType": "provider_error"})
+    assert leases(provider_events.ddb, "replicate#minimax/video-01") == {}
+
+
+def test_a_decision_with_no_rate_limit_in_its_table_asks_the_limiter_nothing(limiter: FakeLimiter) -> None:
+    assert Engine(limited(), QUEUES).decide(JOB, None, live())["outcome"] == "route"
+    only_replicate = Engine(limited(replicate={"rateLimits": {"maxInFlight": 3}}), QUEUES)
+    assert only_replicate.decide(JOB, None, live())["provider"] == "fal"
+    assert limiter.asked == []

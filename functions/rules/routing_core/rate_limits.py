@@ -17,6 +17,11 @@ slot), so however many environments decide at once the map never holds more than
 after LEASE_SEC: the next admission that finds the map full removes the expired leases (a conditional REMOVE on
 their old values) and tries once more, so a lost outcome cannot pin a slot for longer than that.
 
+Nothing is written where nothing is limited: a decision takes a counter or a lease only for a scope the deciding
+routing table limits (engine.py), and an outcome removes a lease only in the scopes that the table which decided
+its job limits (`in_flight_scopes`, provider_events.py reads the version off the job's record). A table with no
+`rateLimits` costs no request at all, on either side.
+
 Plain Python; boto3 comes with the caller's client (live.LiveState's, loaded at the first read).
 """
 
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 RATE_PK = "rate"
@@ -169,6 +174,16 @@ def release(ddb: Any, table_name: str, flights: list[str], job_id: str) -> None:
         except Exception as exc:
             if getattr(exc, "response", {}).get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
+
+
+def in_flight_scopes(providers: Mapping[str, Any], provider: str, model: str) -> list[str]:
+    """The scopes whose `maxInFlight` a job routed to (provider, model) under this routing table leased: the
+    provider's, then the model's; [] when neither is limited."""
+    spec = providers.get(provider) or {}
+    scopes = [provider] if (spec.get("rateLimits") or {}).get("maxInFlight") else []
+    if ((spec.get("modelRateLimits") or {}).get(model) or {}).get("maxInFlight"):
+        scopes.append(f"{provider}#{model}")
+    return scopes
 
 
 LIMITER: Limiter | None = None  # set by the rules function (app.py); none: limits are not enforced (explain)
