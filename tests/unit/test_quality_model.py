@@ -161,7 +161,8 @@ def test_the_scheduled_function_fits_what_outcomes_recorded_and_the_rules_functi
         model = state.availability().quality_model
         assert model is not None
         predicted = quality.predict(model, "fal", "wan-i2v", SHORT)
-        assert predicted is not None and predicted["samples"] == pytest.approx(4, abs=0.01)
+        # Four outcomes, weighted by the bucket's age past its middle: at most half an hour, 0.986 at least.
+        assert predicted is not None and predicted["samples"] == pytest.approx(4, abs=0.06)
         k, p0, q0 = fitter.PRIOR_STRENGTH, (1 + 3) / (2 + 4), (0.5 + 2.7) / (1 + 3)  # 3 of 4 completed, at 0.9
         assert predicted["pSuccess"] == pytest.approx((k * p0 + 3) / (k + 4), abs=0.01)
         assert predicted["quality"] == pytest.approx((k * q0 + 2.7) / (k + 3), abs=0.01)
