@@ -87,16 +87,20 @@ class Strategy:
         draws: dict[str, float] = {}
         means: dict[str, float] = {}
         shown: dict[str, Any] = {}
+        labels: list[str] = []
         for c in quoted:
-            alpha, beta = posterior(stats.get((c[0], c[1])))
-            prediction = predicted.get((c[0], c[1]))
+            key = (c[0], c[1])
+            label = f"{c[0]}/{c[1]}"
+            labels.append(label)
+            alpha, beta = posterior(stats.get(key))
+            prediction = predicted.get(key) if predicted else None
             if prediction is not None:
                 alpha, beta = adjusted(alpha, beta, prediction)
-                shown[_label(c)] = dict(prediction)
-            draws[_label(c)] = round(self.rng.betavariate(alpha, beta), 4)
-            means[_label(c)] = round(alpha / (alpha + beta), 4)
-        greedy = _by_value(quoted, means, floor)
-        sampled = _by_value(quoted, draws, floor)
+                shown[label] = dict(prediction)
+            draws[label] = round(self.rng.betavariate(alpha, beta), 4)
+            means[label] = round(alpha / (alpha + beta), 4)
+        greedy = _by_value(quoted, labels, means, floor)
+        sampled = _by_value(quoted, labels, draws, floor)
         self.ranked += 1
         explores = sampled[0] != greedy[0]
         capped = explores and self.explored >= self.max_exploration * self.ranked
@@ -153,9 +157,22 @@ def _by_known(quoted: list[Candidate], figures: Mapping[str, float | None]) -> l
     return [c for c in quoted if figures[_label(c)] is None] + known  # sorted() is stable: ties in rule order
 
 
-def _by_value(quoted: list[Candidate], quality: Mapping[str, float], floor: float) -> list[Candidate]:
-    fit = [c for c in quoted if quality[_label(c)] >= floor]
-    rest = [c for c in quoted if quality[_label(c)] < floor]
-    fit.sort(key=lambda c: -quality[_label(c)] / max(c[2], 1e-9))
-    rest.sort(key=lambda c: -quality[_label(c)])
-    return fit + rest
+def _by_value(quoted: list[Candidate], labels: list[str], quality: Mapping[str, float],
+              floor: float) -> list[Candidate]:
+    """Those reaching `floor` by quality per dollar, then the rest by quality; ties in the rule's order
+    (sort is stable). `labels[i]` is `quoted[i]`'s key in `quality`, made once per ranking."""
+    fit: list[tuple[float, Candidate]] = []
+    rest: list[tuple[float, Candidate]] = []
+    for c, label in zip(quoted, labels, strict=True):
+        q = quality[label]
+        if q >= floor:
+            fit.append((-q / max(c[2], 1e-9), c))
+        else:
+            rest.append((-q, c))
+    fit.sort(key=_first)
+    rest.sort(key=_first)
+    return [c for _, c in fit] + [c for _, c in rest]
+
+
+def _first(pair: tuple[float, Candidate]) -> float:
+    return pair[0]
