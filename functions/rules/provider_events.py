@@ -198,7 +198,12 @@ def _leased_scopes(outcome: JobFailedDetail | JobCompletedDetail, record: dict[s
         providers = routing_table["providers"]
     else:
         if version not in _published_tables:
-            _published_tables[version] = rollout.read_version(ddb, TABLE, version)["providers"]
+            try:
+                _published_tables[version] = rollout.read_version(ddb, TABLE, version)["providers"]
+            except Exception as exc:  # unreadable now: free both scopes (idempotent) rather than hold the outcome
+                logger.warning("routing table version of the job not read: its leases are freed in both scopes",
+                               version=version, error=type(exc).__name__)
+                return [outcome.provider, f"{outcome.provider}#{outcome.model}"]
         providers = _published_tables[version]
     return rate_limits.in_flight_scopes(providers, outcome.provider, outcome.model)
 

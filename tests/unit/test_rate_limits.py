@@ -266,6 +266,18 @@ def test_an_outcome_of_a_job_decided_by_a_published_table_ends_the_lease_that_ta
     assert leases(provider_events.ddb, "replicate#minimax/video-01") == {}
 
 
+def test_an_outcome_whose_table_version_cannot_be_read_frees_both_scopes_and_still_counts(
+        provider_events: Any) -> None:
+    limiter = rate_limits.Limiter(lambda: provider_events.ddb, "control")
+    assert limiter.admit([], [("replicate", 1)], "j") is None
+    provider_events.ddb.put_item(TableName="jobs", Item={
+        "jobId": {"S": "j"}, "provider": {"S": "replicate"}, "model": {"S": "minimax/video-01"},
+        "tableVersion": {"N": "99"}})  # never published (or gone)
+    result = provider_events.on_outcome("video.job.completed", {"jobId": "j", "provider": "replicate",
+                                                                "model": "minimax/video-01"})
+    assert result["counted"] is True and leases(provider_events.ddb, "replicate") == {}
+
+
 def test_a_decision_with_no_rate_limit_in_its_table_asks_the_limiter_nothing(limiter: FakeLimiter) -> None:
     assert Engine(limited(), QUEUES).decide(JOB, None, live())["outcome"] == "route"
     only_replicate = Engine(limited(replicate={"rateLimits": {"maxInFlight": 3}}), QUEUES)
