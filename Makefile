@@ -61,6 +61,7 @@ test: setup
 	$(BIN)/ruff check src functions tests bench
 	$(BIN)/mypy
 	$(BIN)/mypy --ignore-missing-imports functions/heartbeat/app.py
+	$(BIN)/mypy --ignore-missing-imports functions/quality_model/app.py
 	$(BIN)/pytest -n 2 --durations=10 --cov --cov-report=term --cov-report=xml -m "not local_stack" tests
 	$(BIN)/pytest -n 2 --dist loadscope --durations=10 -p no:cov -m local_stack tests
 

@@ -40,6 +40,59 @@ FULL_PREFERENCES = {"jobId": "j5", "userId": "u", "prompt": "p", "lengthSec": 8,
                     "consent": {"consentGiven": False}, "metadata": {"customer": "acme", "campaign": "ab"}}
 
 
+# Jobs the shipped table's first rule takes (short 720p clips, three length segments of the quality model): with
+# `learned`, its strategy is best-value, so every one of these is ranked on the statistics and the model.
+LEARNED_DETAILS = [
+    {"jobId": "l1", "userId": "u", "prompt": "p", "lengthSec": 8, "resolution": "720p"},
+    {"jobId": "l2", "userId": "u", "prompt": "p", "lengthSec": 3, "resolution": "720p"},
+    {"jobId": "l3", "userId": "u", "prompt": "p", "lengthSec": 10, "resolution": "720p"},
+    {"jobId": "l4", "userId": "u", "prompt": "p", "lengthSec": 5, "resolution": "720p", "feature": {"audio": False}},
+]
+LEARNED_MODELS = (("fal", "wan-i2v"), ("replicate", "minimax/video-01"))
+
+
+def learned_table_path() -> Path:
+    """The shipped routing table with best-value (minQuality and an exploration cap) on its first rule."""
+    from routing_core.loading import load_table
+
+    table = load_table()
+    table["rules"][0].update(strategy="best-value", minQuality=0.5, maxExploration=0.1)
+    path = ROOT / ".local" / "bench" / "routing_table.learned.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table))
+    return path
+
+
+def statistics_items(now: float) -> list[dict[str, object]]:
+    """What the rules function's statistics Query returns from a busy control table: 3 h of 5-minute buckets
+    (36) per model, ten outcomes each, and the fitted quality model (routing_core.quality) after them."""
+    sys.path.insert(0, str(ROOT / "functions" / "quality_model"))
+    import importlib.util
+
+    from routing_core import stats
+
+    spec = importlib.util.spec_from_file_location("quality_model_app", ROOT / "functions" / "quality_model" / "app.py")
+    assert spec is not None and spec.loader is not None
+    fitter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fitter)
+    items: list[dict[str, object]] = []
+    segments = []
+    for provider, model in LEARNED_MODELS:
+        for age in range(36):
+            bucket = stats.bucket_of(now) - age * stats.BUCKET_SEC
+            sums = {"samples": 10, "successes": 9, "durationCount": 10, "durationSum": 600, "durationSqSum": 40000,
+                    "qualityCount": 9, "qualitySum": 6.3, "qualitySqSum": 4.5, "quoteCount": 10, "quoteSum": 6.4,
+                    "routed": 10, "finished": 10}
+            items.append({"pk": {"S": "stats"}, "sk": {"S": f"{bucket:010d}#{provider}#{model}"},
+                          **{k: {"N": str(v)} for k, v in sums.items()}})
+        for seg, good in (("0-5/720p/a0", 5), ("5-10/720p/a0", 9), ("10-20/720p/a0", 8)):
+            segments.append({"sk": {"S": f"{int(now // 3600 * 3600):010d}#{provider}#{model}|{seg}"},
+                             "samples": {"N": "10"}, "successes": {"N": str(good)}, "qualityCount": {"N": str(good)},
+                             "qualitySum": {"N": str(good * 0.7)}})
+    items.append(fitter.model_item(fitter.fit(segments, now)))
+    return items
+
+
 def engine_p50_us(details: list[dict[str, object]], n: int = 40_000) -> float:
     """The median of single decisions (timer overhead, ~0.1 us, included), best of 5 runs."""
     from routing_core.engine import Engine
@@ -110,12 +163,16 @@ class _ControlTable:
     with a shadow, the routing table pointer and version 1's body (a table whose first rule routes the other
     way round, so every job it matches disagrees and writes a disagreement: the costly case)."""
 
-    def __init__(self, shadow: bool = False) -> None:
+    def __init__(self, shadow: bool = False, learned: bool = False) -> None:
         self.queries = self.puts = 0
         self.shadow = shadow
+        self.statistics = statistics_items(time.time()) if learned else []
 
-    def query(self, **_: object) -> dict[str, object]:
+    def query(self, **request: object) -> dict[str, object]:
         self.queries += 1
+        values = request.get("ExpressionAttributeValues") or {}
+        if isinstance(values, dict) and values.get(":pk") == {"S": "stats"}:
+            return {"Items": self.statistics}
         items: list[dict[str, object]] = [
             {"pk": {"S": "state"}, "sk": {"S": "fal#wan-i2v-pro"}, "disabledReason": {"S": "bench"}},
             {"pk": {"S": "state"}, "sk": {"S": "replicate"}, "closedAt": {"N": "1"}},
@@ -140,15 +197,20 @@ class _ControlTable:
         return {}
 
 
-def handler_latency_us(n: int = 6000, shadow: bool = False) -> dict[str, float]:
+def handler_latency_us(n: int = 6000, shadow: bool = False, learned: bool = False) -> dict[str, float]:
     """The warm handler as deployed, provider state loaded (and re-read every 2 s) from a control table,
     and, interleaved in blocks so both see the same machine, without any provider state. With `shadow`,
-    a published table decides every job again in shadow."""
+    a published table decides every job again in shadow. With `learned`, the first rule is best-value and
+    every job is one it ranks: the live statistics (3 h of buckets per model) and the fitted quality model
+    are read with the provider state (every 2 s) and evaluated for each job."""
     os.environ.update({**ENV, "PROVIDER_STATE_TABLE": "bench-provider-state"})
+    if learned:
+        os.environ["ROUTING_TABLE_PATH"] = str(learned_table_path())
+    details = LEARNED_DETAILS if learned else DETAILS
     sink = io.StringIO()  # stands in for the pipe Lambda reads stdout from
     with contextlib.redirect_stdout(sink):
         import app  # Powertools binds its log handler to the stdout of import time
-    table = _ControlTable(shadow)
+    table = _ControlTable(shadow, learned)
     live = app.provider_state
     live._client = table
 
@@ -159,7 +221,7 @@ def handler_latency_us(n: int = 6000, shadow: bool = False) -> dict[str, float]:
         for i in range(n):
             with_state = (i // 500) % 2 == 0
             app.provider_state = live if with_state else None
-            event = {"detail": DETAILS[i % len(DETAILS)], "creditBalance": None}
+            event = {"detail": details[i % len(details)], "creditBalance": None}
             start = time.perf_counter()
             app.lambda_handler(event, context)
             samples[with_state].append((time.perf_counter() - start) * 1e6)
@@ -175,10 +237,10 @@ def handler_latency_us(n: int = 6000, shadow: bool = False) -> dict[str, float]:
             "provider_state_reads": float(table.queries), "shadow_disagreements_written": float(table.puts)}
 
 
-def handler_latency_best_of(processes: int = 3, shadow: bool = False) -> dict[str, float]:
+def handler_latency_best_of(processes: int = 3, shadow: bool = False, learned: bool = False) -> dict[str, float]:
     """handler_latency_us in fresh interpreters, the quietest one kept: on a shared machine one process's
     figures can be twice another's (as timeit advises, the minimum is the estimate noise inflates least)."""
-    code = f"import json, run; print(json.dumps(run.handler_latency_us(shadow={shadow})))"
+    code = f"import json, run; print(json.dumps(run.handler_latency_us(shadow={shadow}, learned={learned})))"
     runs = [json.loads(subprocess.run([sys.executable, "-c", code], cwd=ROOT / "bench", check=True,
                                       capture_output=True, text=True).stdout) for _ in range(processes)]
     return min(runs, key=lambda r: r["handler_p50_us"])
@@ -303,6 +365,13 @@ def main() -> None:
     print(f"warm handler, a shadow table deciding every job again: p50 {shadowed['handler_p50_us']:.1f} us, "
           f"p99 {shadowed['handler_p99_us']:.1f} us (goal p50 <= 100); "
           f"{shadowed['shadow_disagreements_written']:.0f} disagreement(s) written", flush=True)
+    learned = handler_latency_best_of(learned=True)
+    results["handler_learned_p50_us"] = learned["handler_p50_us"]
+    results["handler_learned_p99_us"] = learned["handler_p99_us"]
+    print(f"warm decision with statistics and a learned strategy (best-value, the quality model): p50 "
+          f"{learned['handler_p50_us']:.1f} us, p99 {learned['handler_p99_us']:.1f} us (goal p50 <= 100), next to "
+          f"the engine p50 {results['engine_p50_us']:.2f} us (goal <= 10); {learned['provider_state_reads']:.0f} "
+          "control-table read(s), statistics with each", flush=True)
     ratio, cold_ms, bare_ms, rss = cold_init()
     results.update(cold_init_ratio=ratio, cold_init_ms=cold_ms, bare_interpreter_ms=bare_ms, cold_init_peak_rss_mb=rss)
     print(f"cold init: {cold_ms:.1f} ms vs bare {bare_ms:.1f} ms = {ratio:.2f}x (goal <= 6x), "

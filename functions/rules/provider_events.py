@@ -11,6 +11,8 @@ Behind two EventBridge rules:
   conditional SET, only where the record names that provider.
 - `video.job.routed` from `routing.manager`, and every outcome above: the live statistics per (provider,
   model) (routing_core.stats: one atomic ADD per event; in-flight is routed - finished).
+- every outcome above also ends the job's in-flight lease (`rateLimits.maxInFlight`, routing_core.rate_limits),
+  in the scopes the routing table version that decided the job limits: no limit, no request.
 - `CloudWatch Alarm State Change` of a queue-age alarm (`<stack>-saturated-<provider>`): ALARM marks
   the provider saturated, OK clears it. Any other alarm of the stack that goes to ALARM ends a routing
   table canary that names it in `--rollback-on` (routing_core.rollout): announced `routing.table.changed`
@@ -23,6 +25,7 @@ as `routing.provider.changed` (see routing_core.control).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -31,7 +34,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.logging import Logger
 from pydantic import ValidationError
-from routing_core import control, rollout, stats
+from routing_core import control, quality, rate_limits, rollout, stats
 from routing_core.availability import STATE_PK, scope, state_of
 from routing_core.contract import (
     COMPLETED_DETAIL_TYPE,
@@ -93,12 +96,25 @@ def on_outcome(kind: str, detail: dict[str, Any]) -> dict[str, Any]:
         return _ignored(f"provider {outcome.provider!r} is not in the routing table")
     failed = isinstance(outcome, JobFailedDetail)
     now = time.time()
-    _keep_on_job(outcome, failed, now)
+    record, known = _keep_on_job(outcome, failed, now)
+    # The job's in-flight leases end (rateLimits.maxInFlight): idempotent, so an error here raises and Lambda's
+    # retry counts nothing twice. Only the scopes the table that decided the job limits: none, no request. A
+    # record that could not be read says nothing: both scopes then (a REMOVE of no lease is a failed condition).
+    leased = _leased_scopes(outcome, record) if known else [outcome.provider, f"{outcome.provider}#{outcome.model}"]
+    if leased:
+        rate_limits.release(ddb, TABLE, leased, outcome.jobId)
+    detail_kept = _submitted_detail(record)
     # Before the breaker's window: an error here raises and Lambda retries with nothing counted yet.
     counted = not (isinstance(outcome, JobFailedDetail) and outcome.errorType == "invalid_input")
     stats.record_outcome(ddb, TABLE, outcome.provider, outcome.model, now, counted=counted, completed=not failed,
                          duration=outcome.durationSec, cost=getattr(outcome, "costUsd", None),
                          quality=getattr(outcome, "qualityScore", None))
+    if counted and detail_kept is not None:  # per segment, for the quality model (routing_core.quality)
+        try:
+            quality.record_outcome(ddb, TABLE, outcome.provider, outcome.model, quality.segment_of_detail(detail_kept),
+                                   now, completed=not failed, quality=getattr(outcome, "qualityScore", None))
+        except Exception as exc:  # the model's input, not the breaker's: a retry would count the stats twice
+            logger.warning("segment statistics not recorded", error=type(exc).__name__)
     if not counted:
         return {"counted": False, "ignored": "invalid_input is the job's fault, not the provider's"}
 
@@ -127,11 +143,13 @@ def on_outcome(kind: str, detail: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _keep_on_job(outcome: JobFailedDetail | JobCompletedDetail, failed: bool, now: float) -> None:
+def _keep_on_job(outcome: JobFailedDetail | JobCompletedDetail, failed: bool,
+                 now: float) -> tuple[dict[str, Any] | None, bool]:
     """The outcome on the job's record, where the record was routed to this provider. A SET: a retried event
-    writes the same. It never stops the breaker's count, so a failure is a warning, not a raise."""
+    writes the same. It never stops the breaker's count, so a failure is a warning, not a raise. Returns (the
+    record as it is now, None where no record names this provider; whether that is known)."""
     if not JOBS_TABLE:
-        return
+        return None, False
     kept: dict[str, Any] = {"type": {"S": "failed" if failed else "completed"}, "model": {"S": outcome.model},
                             "at": {"S": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}}
     for name in ("errorType", "durationSec", "costUsd", "qualityScore"):
@@ -139,14 +157,55 @@ def _keep_on_job(outcome: JobFailedDetail | JobCompletedDetail, failed: bool, no
         if value is not None:
             kept[name] = {"S": value} if isinstance(value, str) else {"N": repr(float(value))}
     try:
-        ddb.update_item(TableName=JOBS_TABLE, Key={"jobId": {"S": outcome.jobId}},
-                        UpdateExpression="SET providerOutcome = :outcome",
-                        ConditionExpression="attribute_exists(jobId) AND provider = :provider",
-                        ExpressionAttributeValues={":outcome": {"M": kept}, ":provider": {"S": outcome.provider}})
+        record: dict[str, Any] = ddb.update_item(
+            TableName=JOBS_TABLE, Key={"jobId": {"S": outcome.jobId}},
+            UpdateExpression="SET providerOutcome = :outcome",
+            ConditionExpression="attribute_exists(jobId) AND provider = :provider",
+            ExpressionAttributeValues={":outcome": {"M": kept}, ":provider": {"S": outcome.provider}},
+            ReturnValues="ALL_NEW").get("Attributes", {})
     except ddb.exceptions.ConditionalCheckFailedException:
         logger.info("outcome of a job not routed to its provider here: not kept on a record")
+        return None, True
     except Exception as exc:
         logger.warning("provider outcome not kept on the job record", error=type(exc).__name__)
+        return None, False
+    return record, True
+
+
+def _submitted_detail(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The job's own detail, as its record keeps it: its segment for the quality model."""
+    if record is None:
+        return None
+    try:
+        detail = json.loads(record.get("submittedDetail", {}).get("S") or "{}")
+    except ValueError:
+        return None
+    return detail if isinstance(detail, dict) else None
+
+
+_published_tables: dict[int, dict[str, Any]] = {}  # version -> its providers (a published version never changes)
+
+
+def _leased_scopes(outcome: JobFailedDetail | JobCompletedDetail, record: dict[str, Any] | None) -> list[str]:
+    """The scopes where the job holds an in-flight lease: those the routing table version that decided it (the
+    record's tableVersion; 0 or none: the bundled one) limits with maxInFlight. No record routed to this
+    provider here: no lease here. Reads a published version once per environment; the bundled table, nothing."""
+    if record is None:
+        return []
+    version_text = (record.get("tableVersion") or {}).get("N")
+    version = int(version_text) if version_text else 0
+    if version == 0:
+        providers = routing_table["providers"]
+    else:
+        if version not in _published_tables:
+            try:
+                _published_tables[version] = rollout.read_version(ddb, TABLE, version)["providers"]
+            except Exception as exc:  # unreadable now: free both scopes (idempotent) rather than hold the outcome
+                logger.warning("routing table version of the job not read: its leases are freed in both scopes",
+                               version=version, error=type(exc).__name__)
+                return [outcome.provider, f"{outcome.provider}#{outcome.model}"]
+        providers = _published_tables[version]
+    return rate_limits.in_flight_scopes(providers, outcome.provider, outcome.model)
 
 
 def on_routed(detail: dict[str, Any]) -> dict[str, Any]:

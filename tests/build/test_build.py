@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 SAM_BIN = project.ROOT / ".venv-tools" / "sam" / "bin"
 LAMBDA_LIMIT_BYTES = 250 * 1024 * 1024  # unzipped, function and layers (Lambda quotas page)
 FUNCTIONS = {"RulesFunction": "app.py", "ProviderEventsFunction": "provider_events.py",
-             "HeartbeatFunction": "app.py"}
+             "HeartbeatFunction": "app.py", "QualityModelFunction": "app.py"}
 DEV_ONLY = ("moto", "pytest", "hypothesis", "boto3", "botocore", "awslambdaric", "samtranslator")
 
 
@@ -61,7 +61,7 @@ def test_each_function_holds_its_code_and_no_dev_dependency(built: Path) -> None
     for function, handler in FUNCTIONS.items():
         root = built / function
         assert (root / handler).is_file(), function
-        if function != "HeartbeatFunction":
+        if function not in ("HeartbeatFunction", "QualityModelFunction"):
             assert (root / "routing_core" / "engine.py").is_file() and (root / "routing_table.lock.json").is_file()
             assert (root / "aws_lambda_powertools").is_dir() and (root / "pydantic_core").is_dir()
         present = {p.name.split("-")[0].lower() for p in root.iterdir()}
@@ -125,5 +125,5 @@ def test_sam_package_uploads_every_function_to_the_local_stacks_s3(built: Path, 
         body = s3.get_object(Bucket="artifacts", Key=uri.removeprefix("s3://artifacts/"))["Body"].read()
         names = zipfile.ZipFile(io.BytesIO(body)).namelist()
         assert handler in names, function
-        if function != "HeartbeatFunction":
+        if function not in ("HeartbeatFunction", "QualityModelFunction"):
             assert "routing_core/engine.py" in names and any(n.startswith("pydantic_core/") for n in names)

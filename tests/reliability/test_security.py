@@ -32,6 +32,7 @@ EXPECTED_ACTIONS = {
     "ProviderEventsFunctionRole": {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem",
                                    "events:PutEvents"},
     "HeartbeatFunctionRole": {"lambda:InvokeFunction", "dynamodb:GetItem", "cloudwatch:PutMetricData"},
+    "QualityModelFunctionRole": {"dynamodb:Query", "dynamodb:PutItem"},
     "RoutingStateMachineRole": {"dynamodb:UpdateItem", "dynamodb:GetItem", "lambda:InvokeFunction", "sqs:SendMessage",
                                 "events:PutEvents", "cloudwatch:PutMetricData", *(a for a in STAR_ALLOWED
                                                                                   if a.startswith("logs:"))},
@@ -92,6 +93,19 @@ def test_the_rules_function_touches_each_partition_only_as_it_needs(
         (("dynamodb:UpdateItem",), json.dumps({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["rate"]}})),
         (("dynamodb:Query",), json.dumps({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["stats"]}})),
         (("dynamodb:PutItem",), json.dumps({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["shadow#*"]}})),
+    }
+
+
+def test_the_quality_model_reads_only_segment_statistics_and_writes_only_the_stats_partition(
+        packaged: tuple[dict[str, Any], Path]) -> None:
+    template, _ = packaged
+    statements = [s for p in template["Resources"]["QualityModelFunctionRole"]["Properties"]["Policies"]
+                  for s in _statements(p)]
+    assert all(s["Resource"] == {"Fn::GetAtt": ["ProviderStateTable", "Arn"]} for s in statements)
+    grants = {(tuple(_as_list(s["Action"])), json.dumps(s["Condition"], sort_keys=True)) for s in statements}
+    assert grants == {
+        (("dynamodb:Query",), json.dumps({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["qstats"]}})),
+        (("dynamodb:PutItem",), json.dumps({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["stats"]}})),
     }
 
 

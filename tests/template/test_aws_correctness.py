@@ -120,10 +120,11 @@ def test_existing_queue_arn_takes_region_and_account_from_the_url(translated: di
     assert arn == "arn:aws:sqs:eu-west-1:210987654321:FalJobQueue"
 
 
-def test_heartbeat_gets_no_async_retries(translated: dict[str, Any]) -> None:
+def test_the_scheduled_functions_get_no_async_retries(translated: dict[str, Any]) -> None:
     configs = [r for r in translated["Resources"].values() if r["Type"] == "AWS::Lambda::EventInvokeConfig"]
-    assert [c["Properties"]["MaximumRetryAttempts"] for c in configs] == [0]
-    assert configs[0]["Properties"]["FunctionName"] == {"Ref": "HeartbeatFunction"}
+    assert [c["Properties"]["MaximumRetryAttempts"] for c in configs] == [0, 0]
+    assert sorted(c["Properties"]["FunctionName"]["Ref"] for c in configs) == ["HeartbeatFunction",
+                                                                              "QualityModelFunction"]
 
 
 def test_every_task_retries_by_its_integrations_policy(asl: dict[str, Any]) -> None:

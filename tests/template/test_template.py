@@ -98,6 +98,7 @@ def test_translates_to_cloudformation(translated: dict[str, Any]) -> None:
     assert [m["Properties"]["StateMachineType"] for m in machines] == ["EXPRESS", "EXPRESS"]
     rules = resources(translated, "AWS::Events::Rule")
     assert rules["HeartbeatFunctionEveryFiveMinutes"]["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
+    assert rules["QualityModelFunctionEveryFifteenMinutes"]["Properties"]["ScheduleExpression"] == "rate(15 minutes)"
     rule = rules["RoutingStateMachineJobSubmitted"]
     assert rule["Properties"]["EventPattern"]["source"] == ["frontend.api"]
     [target] = rule["Properties"]["Targets"]

@@ -13,6 +13,7 @@ import pytest
 from routing_manager.local import stack as local_stack
 from routing_manager.local.stack import LocalStack
 from tests.support import deploy_with_table, events_for, job, submit
+from tests.workflow.test_provider_stats import eventually, outcome
 
 JOBS = 25
 
@@ -78,3 +79,46 @@ def test_when_every_candidate_is_full_the_job_is_rate_limited_retryable_and_fail
     [event] = events_for(both_limited, held.jobId)
     assert (event["detail-type"], event["detail"]["reason"], event["detail"]["retryable"]) == (
         "video.job.rejected", "rate_limited", True)
+
+
+def leased(stack: LocalStack, scope: str) -> set[str]:
+    """The jobs holding an in-flight lease of `scope` (rateLimits.maxInFlight), as the control table holds them."""
+    item = stack.client("dynamodb").get_item(
+        TableName=stack.outputs["ProviderStateTableName"], ConsistentRead=True,
+        Key={"pk": {"S": "rate"}, "sk": {"S": f"flight#{scope}"}}).get("Item")
+    return set(item["leases"]["M"]) if item else set()
+
+
+@pytest.fixture
+def in_flight_limited(aws: None, tmp_path: Path) -> Iterator[LocalStack]:
+    def change(table: dict[str, Any]) -> None:
+        table["providers"]["fal"]["rateLimits"] = {"maxInFlight": 4}
+        table["providers"]["replicate"]["modelRateLimits"] = {"minimax/video-01": {"maxInFlight": 3}}
+    deployed = deploy_with_table(tmp_path, change)
+    yield deployed
+    local_stack.release(deployed)
+
+
+def test_25_concurrent_jobs_never_exceed_max_in_flight_and_an_outcome_frees_a_slot(
+        in_flight_limited: LocalStack) -> None:
+    stack = in_flight_limited
+    results = submit(stack, *(job() for _ in range(JOBS)), timeout=120)
+    assert rules_environments(stack) > 1  # the decisions really were made side by side
+    routed = Counter((r.status, r.provider or r.reason) for r in results)
+    # Nothing finishes during the burst, so exactly the limits are routed: 4 to fal, 3 to replicate's model.
+    assert routed == {("ROUTED", "fal"): 4, ("ROUTED", "replicate"): 3, ("UNAVAILABLE", "rate_limited"): JOBS - 7}
+    fal_jobs = {r.jobId for r in results if r.provider == "fal"}
+    assert leased(stack, "fal") == fal_jobs and len(leased(stack, "replicate#minimax/video-01")) == 3
+    held = next(r for r in results if r.status == "UNAVAILABLE")
+    record = stack.record(held.jobId)
+    assert record is not None and (record["status"], record["failureReason"]) == ("FAILED", "rate_limited")
+    [event] = events_for(stack, held.jobId)
+    assert (event["detail-type"], event["detail"]["retryable"]) == ("video.job.rejected", True)
+    # One fal job completes, one fails: their outcomes through the provider events function free two slots.
+    done, failed = sorted(fal_jobs)[:2]
+    outcome(stack, "completed", jobId=done, durationSec=30.0)
+    outcome(stack, "failed", jobId=failed, errorType="provider_error")
+    eventually(lambda: leased(stack, "fal") == fal_jobs - {done, failed}, "the outcomes to end two leases")
+    again = submit(stack, *(job() for _ in range(5)), timeout=120)
+    assert Counter((r.status, r.provider or r.reason) for r in again) == {
+        ("ROUTED", "fal"): 2, ("UNAVAILABLE", "rate_limited"): 3}

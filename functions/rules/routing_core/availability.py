@@ -85,8 +85,9 @@ class Availability:
                  claim_probe: Callable[[str, str], bool] | None = None,
                  charge_budget: Callable[[str, float, float], tuple[bool, str]] | None = None,
                  stats: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
-                 stats_note: str | None = None) -> None:
+                 stats_note: str | None = None, quality_model: Mapping[str, Any] | None = None) -> None:
         self.items = items
+        self.quality_model = quality_model  # routing_core.quality's fitted model (None: none yet)
         self.stats = stats  # (provider, model) -> its statistics (stats.summarise); None: not read (strategies.py)
         self.stats_note = stats_note  # why the statistics may be old or missing, for the explanation
         self.now = time.time() if now is None else now

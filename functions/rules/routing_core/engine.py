@@ -3,184 +3,40 @@
 Hot path of the rules Lambda, so plain Python over dicts: the routing table is
 validated by pydantic (see table.py) and compiled here once into closures; a decision
 is then a handful of comparisons. Bad input never raises: it becomes a rejection.
+
+What it reads and answers is in decision.py (Job, Decision, the builders), the compiled checks in
+checks.py, weighted splits in splits.py; strategies.py ranks, rate_limits.py admits.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
-from collections.abc import Callable, Mapping
-from typing import Any, Literal, NotRequired, TypedDict
+from collections.abc import Mapping
+from typing import Any
 
-from routing_core import limits, preferences, rate_limits, reasons, strategies
+from routing_core import limits, preferences, quality, rate_limits, reasons, strategies
 from routing_core.availability import Availability
+from routing_core.checks import compile_when as _compile_when
+from routing_core.checks import first_failure as _first_failure
+from routing_core.checks import limit_checks as _limit_checks
+from routing_core.decision import WHITE_SPACE as _WHITE_SPACE
+from routing_core.decision import Decision, Job, echo
+from routing_core.decision import Tally as _Tally
+from routing_core.decision import candidate as _candidate
+from routing_core.decision import is_number as _is_number
+from routing_core.decision import reject as _reject
+from routing_core.decision import route as _route
+from routing_core.decision import unavailable as _unavailable
 from routing_core.preferences import Preferences
+from routing_core.splits import chain as _chain
+from routing_core.splits import compile_split as _compile_split
+from routing_core.splits import split_bucket
+from routing_core.splits import split_chain as _split_chain
+
+__all__ = ["AUTO", "QUOTE_LENGTH_SEC", "Decision", "Engine", "Job", "echo", "split_bucket"]  # importers' names
 
 AUTO = "auto"
 QUOTE_LENGTH_SEC = 5  # quoted for a job that gives no lengthSec: the providers' default clip
-_UNSAFE = re.compile(r"[^A-Za-z0-9._:/-]")
-_MAX_ECHO = 64
-# Unicode White_Space, what the contract's pattern `\S` means (pydantic's regex engine): Python's
-# str.strip() also strips the separators U+001C..U+001F, which the contract accepts.
-_WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
-               "\u2028\u2029\u202f\u205f\u3000"
-
-Check = Callable[["Job"], "str | None"]  # None when satisfied, else why not
-
-
-class Decision(TypedDict):
-    """What the rules Lambda answers and the workflow branches on."""
-
-    outcome: Literal["route", "reject", "unavailable", "read_credits"]
-    provider: str | None
-    model: str | None
-    queue: str | None  # the queue's name, for records and events
-    queueUrl: str | None  # where EnqueueJob sends it
-    reason: str | None  # a reason code when rejected or unavailable
-    rule: str | None  # the rule that decided ("validate" for the contract's checks)
-    explanation: list[dict[str, Any]]  # every rule tried, and why it matched or not
-    quoteUsd: float | None  # the chosen model's list price for this job (route)
-    quoteUsdText: str | None  # the same with 4 decimals: DynamoDB's N and the SQS Number attribute
-    priority: str | None  # the user's tier's priority (route): urgent, high, normal or low
-    submittedDetail: NotRequired[str]  # the detail as compact JSON ("" when over the limits)
-    userId: NotRequired[str]  # read_credits: whose balance to read
-    providers: NotRequired[list[dict[str, Any]]]  # dry run: each provider's availability (by_provider)
-    budgetKey: NotRequired[str]  # route: the daily budget item charged with the quote (refunded if not enqueued)
-    liveState: NotRequired[str]  # the provider state decided with: fresh, stale or unread (routing_core.live)
-    liveStateAgeSec: NotRequired[float | None]  # seconds since its last good read (None: never read)
-    tableVersion: NotRequired[int]  # the routing table version that decided (0: the bundled one; rollout.py)
-    shadow: NotRequired[dict[str, Any]]  # what the shadow version would have decided (rollout.shadow_summary)
-    recordAttributes: NotRequired[dict[str, Any]]  # tableVersion and shadow as DynamoDB values, for the job record
-
-
-class Job:
-    """The inputs a rule may look at, taken once from the submitted detail."""
-
-    __slots__ = ("length", "resolution", "tier", "tier_policy", "audio", "credits", "metadata")
-
-    def __init__(self, length: float | None, detail: Mapping[str, Any], credits: Any) -> None:
-        self.length = length
-        resolution = detail.get("resolution")
-        self.resolution = resolution if isinstance(resolution, str) else None
-        tier = detail.get("tier")
-        self.tier = tier if isinstance(tier, str) else None
-        self.tier_policy = self.tier if self.tier in ("standard", "premium") else "standard"  # the contract's default
-        feature = detail.get("feature")
-        audio = feature.get("audio") if isinstance(feature, dict) else None
-        self.audio = audio if isinstance(audio, bool) else None
-        self.credits = _credit_balance(credits)
-        metadata = detail.get("metadata")
-        self.metadata: Mapping[str, str] = metadata if isinstance(metadata, dict) else {}
-
-
-def _credit_balance(value: Any) -> float | None:
-    """A number, or the text of DynamoDB's N type as the workflow passes it; else unknown."""
-    if _is_number(value):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def echo(value: Any) -> str:
-    """A user-supplied value made safe to put in a reason code, record and event."""
-    text = value if isinstance(value, str) else repr(value)
-    return _UNSAFE.sub("?", text[:_MAX_ECHO]) or "?"
-
-
-def _length_check(lo: float | None, hi: float | None) -> Check:
-    def check(job: Job) -> str | None:
-        if job.length is None:
-            return "lengthSec not given"
-        if lo is not None and job.length < lo:
-            return f"lengthSec {job.length:g} < {lo:g}"
-        if hi is not None and job.length > hi:
-            return f"lengthSec {job.length:g} > {hi:g}"
-        return None
-
-    return check
-
-
-def _in_check(attr: str, label: str, allowed: list[str]) -> Check:
-    allowed_set = frozenset(allowed)
-    shown = "/".join(allowed)
-
-    def check(job: Job) -> str | None:
-        value = getattr(job, attr)
-        if value is None:
-            return f"{label} not given"
-        return None if value in allowed_set else f"{label} {echo(value)} not in {shown}"
-
-    return check
-
-
-def _audio_check(wanted: bool) -> Check:
-    def check(job: Job) -> str | None:
-        have = bool(job.audio)
-        return None if have == wanted else f"feature.audio is {str(have).lower()}"
-
-    return check
-
-
-def _credits_check(minimum: float) -> Check:
-    def check(job: Job) -> str | None:
-        if job.credits is None:
-            return "credit balance unknown"
-        return None if job.credits >= minimum else f"credit balance {job.credits:g} < {minimum:g}"
-
-    return check
-
-
-def _metadata_check(wanted: Mapping[str, str]) -> Check:
-    pairs = tuple(wanted.items())
-
-    def check(job: Job) -> str | None:
-        for key, value in pairs:
-            have = job.metadata.get(key)
-            if have != value:
-                return f"metadata.{echo(key)} is {echo(have) if have is not None else 'not given'}, not {echo(value)}"
-        return None
-
-    return check
-
-
-def _compile_when(when: Mapping[str, Any]) -> list[Check]:
-    checks: list[Check] = []
-    length = when.get("lengthSec")
-    if length:
-        checks.append(_length_check(length.get("min"), length.get("max")))
-    if when.get("resolution"):
-        checks.append(_in_check("resolution", "resolution", when["resolution"]))
-    if when.get("tier"):
-        checks.append(_in_check("tier", "tier", when["tier"]))
-    if when.get("audio") is not None:
-        checks.append(_audio_check(when["audio"]))
-    if when.get("minCredits") is not None:
-        checks.append(_credits_check(when["minCredits"]))
-    if when.get("metadata"):
-        checks.append(_metadata_check(when["metadata"]))
-    return checks
-
-
-def _limit_checks(limits: Mapping[str, Any]) -> list[Check]:
-    """A provider's limits guard the auto rules: a rule never sends a job it cannot take."""
-    checks: list[Check] = []
-    if limits.get("maxLengthSec") is not None:
-        checks.append(_length_check(None, limits["maxLengthSec"]))
-    if limits.get("resolutions"):
-        checks.append(_in_check("resolution", "resolution", limits["resolutions"]))
-    if limits.get("audio") is False:
-        checks.append(_audio_check(False))
-    return checks
 
 
 class Engine:
@@ -216,7 +72,8 @@ class Engine:
             (name, model): limit["maxJobsPerMinute"] for name, spec in table["providers"].items()
             for model, limit in [(None, spec.get("rateLimits")), *(spec.get("modelRateLimits") or {}).items()]
             if limit and limit.get("maxJobsPerMinute")}
-        # (provider, model or "") -> maxInFlight: least-busy's denominator only (routing_core.strategies)
+        # (provider, model or "") -> maxInFlight: least-busy's denominator, and the leases a routed job takes
+        # (routing_core.rate_limits)
         self.max_in_flight: dict[tuple[str, str], int] = {
             (name, model or ""): limit["maxInFlight"] for name, spec in table["providers"].items()
             for model, limit in [(None, spec.get("rateLimits")), *(spec.get("modelRateLimits") or {}).items()]
@@ -328,10 +185,12 @@ class Engine:
                 refusal = self._credits_refusal(job, key, model, quote)
                 if refusal is not None:
                     return _reject(reasons.INSUFFICIENT_CREDITS, "explicit-provider", explanation, refusal)
-                exhausted = self._admit(key, model, availability)
+                exhausted = self._admit(key, model, availability, job_id)
                 budget_key: str | None = None
                 if exhausted is None:
                     exhausted, budget_key = self._charge(key, quote, availability)
+                    if exhausted is not None:
+                        self._release(key, model, availability, job_id)
                 if exhausted is None:
                     return self._route_priced(job, key, provider, model, quote, budget_key, "explicit-provider",
                                               explanation, f"provider {key} requested" + (f" ({note})" if note else ""))
@@ -399,7 +258,7 @@ class Engine:
         if strategy.name == "cheapest":
             quoted.sort(key=_by_quote)  # stable: the rule's order breaks ties
         elif strategy.uses_stats:
-            quoted, step["strategy"] = self._rank(strategy, quoted, availability)
+            quoted, step["strategy"] = self._rank(strategy, quoted, availability, job)
         if prefs is None:
             return quoted, None, applied
         rule_first = frozenset((p, m) for p, m, _ in quoted[:1])
@@ -407,7 +266,7 @@ class Engine:
             quoted.sort(key=_by_quote)
             applied.append("sort")
         elif prefs.sort is not None:
-            quoted, step["sort"] = self._rank(self.sort_strategies[prefs.sort], quoted, availability)
+            quoted, step["sort"] = self._rank(self.sort_strategies[prefs.sort], quoted, availability, job)
             applied.append("sort")
         named: dict[tuple[str, str], None] = {}
         if prefs.order:
@@ -449,7 +308,8 @@ class Engine:
             applied.append("maxPrice")
         if availability is not None:
             applied.append("availability")
-            if self.rate_limits and availability.charge_budget is not None and rate_limits.LIMITER is not None:
+            if (self.rate_limits or self.max_in_flight) and availability.charge_budget is not None \
+                    and rate_limits.LIMITER is not None:
                 applied.append("rateLimit")
             if self.budgets and availability.charge_budget is not None:
                 applied.append("budget")
@@ -474,12 +334,14 @@ class Engine:
                     tried.append(_candidate(provider_name, model, quote, "credits", refusal))
                     explanation.append({**step, "why": refusal})
                     return _reject(reasons.INSUFFICIENT_CREDITS, step["rule"], explanation, None)
-                skipped = self._admit(provider_name, model, availability)
+                skipped = self._admit(provider_name, model, availability, job_id)
                 if skipped is not None:
                     dropped = "rateLimit"
                 else:
                     skipped, budget_key = self._charge(provider_name, quote, availability)
                     dropped = "budget" if skipped is not None else None
+                    if skipped is not None:
+                        self._release(provider_name, model, availability, job_id)
             outcome.count(dropped, quote)
             tried.append(_candidate(provider_name, model, quote, dropped, skipped))
             if dropped is None:
@@ -498,9 +360,15 @@ class Engine:
         return None
 
     def _rank(self, strategy: strategies.Strategy, quoted: list[tuple[str, str, float]],
-              availability: Availability | None) -> tuple[list[tuple[str, str, float]], dict[str, Any]]:
+              availability: Availability | None, job: Job) -> tuple[list[tuple[str, str, float]], dict[str, Any]]:
         stats = availability.stats if availability is not None else None
-        return strategy.rank(quoted, stats, self.max_in_flight, availability.stats_note if availability else None)
+        model = availability.quality_model if availability is not None else None
+        predicted = None
+        if model and strategy.name == "best-value":  # the job's segment in the fitted quality model
+            seg = quality.segment(job.length, job.resolution, job.audio)
+            predicted = {(p, m): quality.predict(model, p, m, seg) for p, m, _ in quoted}
+        return strategy.rank(quoted, stats, self.max_in_flight, availability.stats_note if availability else None,
+                             predicted)
 
     def _drop(self, job: Job, name: str, provider: Mapping[str, Any], model: str, quote: float,
               allowed: frozenset[tuple[str, str]] | None, prefs: Preferences | None, max_quote: float | None,
@@ -538,15 +406,25 @@ class Engine:
             return None
         return f"{provider}/{model} quotes ${quote:g} = {needed:g} credits, over the balance of {job.credits:g}"
 
-    def _admit(self, provider: str, model: str, availability: Availability | None) -> str | None:
-        """Why the provider's or model's rate limit cannot admit the job now (None: admitted, a slot taken).
-        Only in a decision that may spend (charge_budget set: not explain, a dry run or a shadow)."""
-        if not self.rate_limits or availability is None or availability.charge_budget is None:
+    def _admit(self, provider: str, model: str, availability: Availability | None, job_id: str) -> str | None:
+        """Why the provider's or model's rate limit (jobs a minute, then jobs in flight) cannot admit the job now
+        (None: admitted, its slots taken). Only in a decision that may spend (charge_budget set: not explain, a
+        dry run or a shadow)."""
+        if not (self.rate_limits or self.max_in_flight) or availability is None or availability.charge_budget is None:
             return None
         limiter = rate_limits.LIMITER
         scopes = [(f"{provider}#{m}" if m else provider, self.rate_limits[(provider, m)])
                   for m in (None, model) if (provider, m) in self.rate_limits]
-        return limiter.admit(scopes) if scopes and limiter is not None else None
+        flights = [(f"{provider}#{m}" if m else provider, self.max_in_flight[(provider, m)])
+                   for m in ("", model) if (provider, m) in self.max_in_flight]
+        return limiter.admit(scopes, flights, job_id) if (scopes or flights) and limiter is not None else None
+
+    def _release(self, provider: str, model: str, availability: Availability | None, job_id: str) -> None:
+        """Give back the job's in-flight leases: admitted, then refused by the budget (never routed)."""
+        limiter = rate_limits.LIMITER
+        flights = [f"{provider}#{m}" if m else provider for m in ("", model) if (provider, m) in self.max_in_flight]
+        if flights and limiter is not None and availability is not None and availability.charge_budget is not None:
+            limiter.release(flights, job_id)
 
     def _charge(self, provider: str, quote: float, availability: Availability | None) -> tuple[str | None, str | None]:
         """(why the provider's daily budget cannot take the quote, the budget item charged). No budget, or no
@@ -575,106 +453,8 @@ class Engine:
 
 ORDER_RULE = "routing.order"  # the job's own order, tried where no rule of the table matched
 _ORDER = strategies.Strategy()
-# Filters a job's own preferences apply: a job they leave without a candidate is preferences_unsatisfiable.
-_PREFERENCE_FILTERS = frozenset({"allowFallbacks", "only", "ignore", "consent"})
 
-
-class _Tally:
-    """Why candidates were dropped, across the rules tried: it names the rejection when none is left."""
-
-    __slots__ = ("held_back", "over_limit", "cheapest_over_price", "by_preferences", "rate_limited")
-
-    def __init__(self) -> None:
-        self.held_back = False  # a candidate that fits the job is unavailable now (or its budget spent)
-        self.over_limit = False  # ... or the user's tier may not pay for it
-        self.cheapest_over_price: float | None = None  # ... or the job's maxPriceUsd is under its quote
-        self.by_preferences = False  # ... or the job's own preferences dropped it
-        self.rate_limited = False  # ... or its provider's or model's rate limit is full this minute
-
-    def count(self, dropped: str | None, quote: float) -> None:
-        if dropped in ("availability", "budget"):
-            self.held_back = True
-        elif dropped == "rateLimit":
-            self.rate_limited = True
-        elif dropped == "tier":
-            self.over_limit = True
-        elif dropped == "maxPrice":
-            self.cheapest_over_price = quote if self.cheapest_over_price is None else min(quote,
-                                                                                          self.cheapest_over_price)
-        elif dropped in _PREFERENCE_FILTERS:
-            self.by_preferences = True
-
-
-def split_bucket(job_id: str) -> int:
-    """The job's bucket of 100 for a weighted split: a stable hash, so a replay or duplicate goes the same way."""
-    return int.from_bytes(hashlib.sha256(b"split\x00" + job_id.encode()).digest()[:8], "big") % 100
-
-
-Split = tuple[list[tuple[str, str, int]], list[float]]  # entries, and the bucket bound below which each is chosen
-
-
-def _chain(routes: list[Mapping[str, Any]], table: Mapping[str, Any]) -> list[tuple[str, str]]:
-    return [(route["provider"], route.get("model") or table["providers"][route["provider"]]["defaultModel"])
-            for route in routes]
-
-
-def _compile_split(entries: list[Mapping[str, Any]] | None, table: Mapping[str, Any]) -> Split | None:
-    if not entries:
-        return None
-    chain = _chain(entries, table)
-    weights = [entry["weight"] for entry in entries]
-    total, bounds, running = sum(weights), [], 0
-    for weight in weights:
-        running += weight
-        bounds.append(running * 100 / total)
-    return [(p, m, w) for (p, m), w in zip(chain, weights, strict=True)], bounds
-
-
-def _split_chain(split: Split, bucket: int) -> list[tuple[str, str]]:
-    """The entry the bucket falls in, then the others by weight (ties in the table's order)."""
-    entries, bounds = split
-    chosen = next(index for index, bound in enumerate(bounds) if bucket < bound)
-    rest = sorted((entry for index, entry in enumerate(entries) if index != chosen), key=lambda e: -e[2])
-    return [(entries[chosen][0], entries[chosen][1])] + [(p, m) for p, m, _ in rest]
 
 
 def _by_quote(candidate: tuple[str, str, float]) -> float:
     return candidate[2]
-
-
-def _candidate(provider: str, model: str, quote: float, dropped: str | None, why: str | None) -> dict[str, Any]:
-    return {"provider": provider, "model": model, "quoteUsd": quote, "skipped": why, "droppedBy": dropped}
-
-
-def _first_failure(checks: list[Check], job: Job) -> str | None:
-    for check in checks:
-        why = check(job)
-        if why is not None:
-            return why
-    return None
-
-
-def _route(name: str, provider: Mapping[str, Any], model: str, rule: str,
-           explanation: list[dict[str, Any]], why: str | None = None) -> Decision:
-    if why is not None:
-        explanation.append({"rule": rule, "matched": True, "why": why})
-    if not provider["queueUrl"]:
-        return _reject(reasons.QUEUE_NOT_CONFIGURED_PREFIX + name, rule, explanation,
-                       f"no queue URL configured for {name}")
-    return {"outcome": "route", "provider": name, "model": model, "queue": provider["queue"],
-            "queueUrl": provider["queueUrl"], "reason": None, "rule": rule, "explanation": explanation,
-            "quoteUsd": None, "quoteUsdText": None, "priority": None}
-
-
-def _reject(reason: str, rule: str | None, explanation: list[dict[str, Any]], why: str | None,
-            outcome: Literal["reject", "unavailable"] = "reject") -> Decision:
-    if why is not None:
-        explanation.append({"rule": rule, "matched": False, "why": why})
-    return {"outcome": outcome, "provider": None, "model": None, "queue": None, "queueUrl": None,
-            "reason": reason, "rule": rule, "explanation": explanation, "quoteUsd": None, "quoteUsdText": None,
-            "priority": None}
-
-
-def _unavailable(reason: str, rule: str | None, explanation: list[dict[str, Any]], why: str | None) -> Decision:
-    """No candidate may take the job now: recorded FAILED and replayable, never enqueued."""
-    return _reject(reason, rule, explanation, why, outcome="unavailable")

@@ -20,6 +20,7 @@ import logging
 import time
 from typing import Any
 
+from routing_core import quality
 from routing_core import stats as live_stats
 from routing_core.availability import STATE_PK, Availability, plain, split_scope
 
@@ -52,6 +53,7 @@ class LiveState:
         self.read_stats = read_stats
         self._wall_clock = wall_clock
         self._stats: dict[tuple[str, str], dict[str, Any]] | None = None  # None: never read
+        self.quality_model: dict[str, Any] | None = None  # routing_core.quality's fit, read with the statistics
         self._stats_ok_at: float | None = None
         self._stats_error: str | None = None  # the last statistics read's failure, until one succeeds
         self._stats_error_logged_at = float("-inf")
@@ -81,7 +83,10 @@ class LiveState:
     def _read_statistics(self, started: float) -> None:
         try:
             now = self._wall_clock()
-            lines = live_stats.summarise(live_stats.read(self.client, self.table_name, now, STATS_SPAN_SEC), now)
+            items = live_stats.read(self.client, self.table_name, now, STATS_SPAN_SEC)
+            # The fitted quality model rides in the same Query (its sk sorts after every bucket).
+            self.quality_model = quality.parse(next((i for i in items if i["sk"]["S"] == quality.MODEL_SK), None))
+            lines = live_stats.summarise(items, now)
         except Exception as exc:  # the strategies go on with the last statistics read, and say so
             if self.strict:
                 raise
@@ -161,7 +166,8 @@ class LiveState:
         items = self.items()
         return Availability(items, claim_probe=self.claim_probe if may_probe else _no_probe,
                             charge_budget=self.charge_budget if may_probe else None,
-                            stats=self._stats, stats_note=self.stats_note() if self.read_stats else None)
+                            stats=self._stats, stats_note=self.stats_note() if self.read_stats else None,
+                            quality_model=self.quality_model)
 
     def claim_probe(self, scope: str, job_id: str) -> bool:
         """True for the one job that may probe a half-open breaker (the same job again, on a restart)."""

@@ -104,6 +104,8 @@ def summarise(items: Iterable[Mapping[str, Mapping[str, str]]], now: float,
     with buckets. Means are weighted by 0.5 ** (bucket age / HALF_LIFE_SEC): an EWMA in time."""
     scopes: dict[tuple[str, str], dict[str, Any]] = {scope: _empty() for scope in known}
     for item in items:
+        if item["sk"]["S"].startswith("~"):
+            continue  # not a bucket: the fitted quality model (routing_core.quality) sorts after them
         bucket_text, provider, model = item["sk"]["S"].split("#", 2)
         bucket = int(bucket_text)
         sums = {name: float(item[name]["N"]) if name in item else 0.0 for name in _SUMS}

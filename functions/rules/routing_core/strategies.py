@@ -4,7 +4,7 @@ job's own `routing.sort`. Plain Python (no numpy): the rules Lambda imports it a
 - order (the default): the rule's order.  cheapest: the lowest quote first (engine.py sorts by the quote).
 - fastest: the lowest `durationEwmaSec` first.
 - least-busy: the lowest `inFlight / maxInFlight` first; `rateLimits.maxInFlight` (per model, else per
-  provider, else 1: the raw in-flight count) is only the denominator of this ranking, no admission limit.
+  provider, else 1: the raw in-flight count) is its denominator; rate_limits.py enforces it as an admission limit.
 - best-value: Thompson sampling. Per model a Beta posterior of the quality of a job, a failed job counting
   as quality 0: `alpha = 1 + Σw·q`, `beta = 1 + Σw·(1 - q) + Σw·failures`, from the statistics' decayed sums.
   One draw per candidate; those whose draw reaches the rule's `minQuality` are ranked by draw per dollar of
@@ -53,7 +53,8 @@ class Strategy:
         return self.name in ("fastest", "least-busy", "best-value")
 
     def rank(self, quoted: list[Candidate], stats: Stats | None, max_in_flight: Mapping[tuple[str, str], int],
-             stats_note: str | None = None) -> tuple[list[Candidate], dict[str, Any]]:
+             stats_note: str | None = None, predicted: Mapping[tuple[str, str], Mapping[str, Any] | None] | None = None
+             ) -> tuple[list[Candidate], dict[str, Any]]:
         """The candidates in this strategy's order, and what the explanation says about it."""
         info: dict[str, Any] = {"strategy": self.name}
         if stats_note:
@@ -75,28 +76,42 @@ class Strategy:
             ranked = _by_known(quoted, figures)
             info.update(figure="inFlight/maxInFlight", figures=figures, ranking="lowest load first")
         elif self.name == "best-value":
-            ranked = self._best_value(quoted, stats, info)
+            ranked = self._best_value(quoted, stats, info, predicted or {})
         else:
             return quoted, info
         return ranked, info
 
-    def _best_value(self, quoted: list[Candidate], stats: Stats, info: dict[str, Any]) -> list[Candidate]:
+    def _best_value(self, quoted: list[Candidate], stats: Stats, info: dict[str, Any],
+                    predicted: Mapping[tuple[str, str], Mapping[str, Any] | None]) -> list[Candidate]:
         floor = self.min_quality or 0.0
         draws: dict[str, float] = {}
         means: dict[str, float] = {}
+        shown: dict[str, Any] = {}
+        labels: list[str] = []
         for c in quoted:
-            alpha, beta = posterior(stats.get((c[0], c[1])))
-            draws[_label(c)] = round(self.rng.betavariate(alpha, beta), 4)
-            means[_label(c)] = round(alpha / (alpha + beta), 4)
-        greedy = _by_value(quoted, means, floor)
-        sampled = _by_value(quoted, draws, floor)
+            key = (c[0], c[1])
+            label = f"{c[0]}/{c[1]}"
+            labels.append(label)
+            alpha, beta = posterior(stats.get(key))
+            prediction = predicted.get(key) if predicted else None
+            if prediction is not None:
+                alpha, beta = adjusted(alpha, beta, prediction)
+                shown[label] = dict(prediction)
+            draws[label] = round(self.rng.betavariate(alpha, beta), 4)
+            means[label] = round(alpha / (alpha + beta), 4)
+        greedy = _by_value(quoted, labels, means, floor)
+        sampled = _by_value(quoted, labels, draws, floor)
         self.ranked += 1
         explores = sampled[0] != greedy[0]
         capped = explores and self.explored >= self.max_exploration * self.ranked
         if explores and not capped:
             self.explored += 1
         ranked = greedy if capped else sampled
-        info.update(figure="quality of a job (failure = 0), Beta posterior", draws=draws, posteriorMeans=means,
+        if shown:
+            info["predicted"] = shown  # the quality model's figures for the job's segment (routing_core.quality)
+        info.update(figure="quality of a job (failure = 0), Beta posterior" + (
+                    ", adjusted to the job's segment by the quality model" if shown else ""),
+                    draws=draws, posteriorMeans=means,
                     minQuality=self.min_quality, explored=explores and not capped,
                     ranking=("posterior means per dollar (the exploration cap "
                              f"{self.max_exploration:g} is reached)" if capped else
@@ -112,6 +127,17 @@ def posterior(line: Mapping[str, Any] | None) -> tuple[float, float]:
     mean = line.get("qualityMean")
     good = weight * mean if mean is not None else 0.0
     return 1.0 + good, 1.0 + (weight - good) + (line.get("failureWeight") or 0.0)
+
+
+def adjusted(alpha: float, beta: float, prediction: Mapping[str, Any]) -> tuple[float, float]:
+    """The posterior moved to the job's segment, its strength (alpha + beta) kept: the live mean times the
+    segment's ratio to its (provider, model) average; with no live data (Beta(1, 1)) the predicted expected
+    quality itself. Live data keep their recency (the drift), the model adds what the segment does differently."""
+    strength = alpha + beta
+    mean = alpha / strength
+    target = prediction["expectedQuality"] if strength <= 2.0 else mean * prediction["ratio"]
+    target = min(0.999, max(0.001, target))
+    return target * strength, (1.0 - target) * strength
 
 
 def _label(c: Candidate) -> str:
@@ -131,9 +157,22 @@ def _by_known(quoted: list[Candidate], figures: Mapping[str, float | None]) -> l
     return [c for c in quoted if figures[_label(c)] is None] + known  # sorted() is stable: ties in rule order
 
 
-def _by_value(quoted: list[Candidate], quality: Mapping[str, float], floor: float) -> list[Candidate]:
-    fit = [c for c in quoted if quality[_label(c)] >= floor]
-    rest = [c for c in quoted if quality[_label(c)] < floor]
-    fit.sort(key=lambda c: -quality[_label(c)] / max(c[2], 1e-9))
-    rest.sort(key=lambda c: -quality[_label(c)])
-    return fit + rest
+def _by_value(quoted: list[Candidate], labels: list[str], quality: Mapping[str, float],
+              floor: float) -> list[Candidate]:
+    """Those reaching `floor` by quality per dollar, then the rest by quality; ties in the rule's order
+    (sort is stable). `labels[i]` is `quoted[i]`'s key in `quality`, made once per ranking."""
+    fit: list[tuple[float, Candidate]] = []
+    rest: list[tuple[float, Candidate]] = []
+    for c, label in zip(quoted, labels, strict=True):
+        q = quality[label]
+        if q >= floor:
+            fit.append((-q / max(c[2], 1e-9), c))
+        else:
+            rest.append((-q, c))
+    fit.sort(key=_first)
+    rest.sort(key=_first)
+    return [c for _, c in fit] + [c for _, c in rest]
+
+
+def _first(pair: tuple[float, Candidate]) -> float:
+    return pair[0]

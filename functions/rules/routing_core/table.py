@@ -151,7 +151,8 @@ class RateLimits(_Strict):
         None, ge=1, le=1_000_000, description="jobs admitted per UTC minute across every rules environment (an "
                                               "atomic counter)")
     maxInFlight: int | None = Field(
-        None, ge=1, le=1_000_000, description="least-busy's denominator: a ranking input only, not enforced")
+        None, ge=1, le=1_000_000, description="jobs routed and not finished (an atomic lease per job, freed by its "
+                                              "outcome or after an hour); also least-busy's denominator")
 
     @model_validator(mode="after")
     def _one_limit(self) -> RateLimits:
