@@ -39,12 +39,14 @@ def fal_state(up: LocalUp) -> str:
 def test_provider_errors_open_the_breaker_and_a_probe_closes_it(tuned: LocalUp) -> None:
     for n in range(6):
         outcome(tuned, "failed", f"broken-{n}", errorType="provider_error")
-    assert fal_state(tuned) in ("open", "half_open")
-    spilled = until(lambda: (r := tuned.run(job(provider="fal"))) and r["status"] == "FAILED" and r, 30,
+    # The provider events function counts them as Lambda runs an asynchronous invoke: after put-events returns.
+    until(lambda: fal_state(tuned) in ("open", "half_open"), 60, "six provider errors to open fal's breaker")
+    spilled = until(lambda: (r := tuned.run(job(provider="fal"))) and r["status"] == "FAILED" and r, 60,
                     "the open breaker to hold a strict fal job")
     assert spilled["failureReason"] == "provider_unavailable:fal"
     # After the 5 s cool-down one job is the probe: it goes to fal, and its success closes the breaker.
-    probe = until(lambda: (r := tuned.run(job(provider="fal"))) and r["status"] == "ROUTED" and r, 30,
+    # Bounds against a hang, not the machine's speed: each run waits for its job's own outcome.
+    probe = until(lambda: (r := tuned.run(job(provider="fal"))) and r["status"] == "ROUTED" and r, 90,
                   "a probe job to reach fal after the cool-down")
     assert probe["provider"] == "fal"
     outcome(tuned, "completed", probe["jobId"], durationSec=40)
