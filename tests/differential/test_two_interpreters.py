@@ -28,7 +28,7 @@ from routing_manager.local import moto_adapters, runner
 from routing_manager.local import stack as local_stack
 from routing_manager.local.lambda_runtime import Result
 from routing_manager.local.stack import LocalStack
-from tests.reliability.faults import FAILED_ENTRY, Fault, error, inject
+from tests.reliability.faults import FAILED_ENTRY, Fault, error, inject, patch
 from tests.support import (
     budgeted,
     deploy_routing_on_credits,
@@ -154,20 +154,9 @@ def _mixed() -> list[Any]:
 
 def _fault(target: Any, method: str, marker: str, errors: list[Any], of_the_job: bool = True) -> Callable[..., None]:
     def prepare(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, jobs: list[Any]) -> None:
-        fault = Fault(lambda call: marker in call and (not of_the_job or jobs[0]["jobId"] in call), errors)
-        monkeypatch.setattr(target, method, _faulty(getattr(target, method), fault))
+        patch(monkeypatch, target, method,
+              Fault(lambda call: marker in call and (not of_the_job or jobs[0]["jobId"] in call), errors))
     return prepare
-
-
-def _faulty(original: Any, fault: Fault) -> Any:
-    def faulty(backend: Any, *args: Any, **kwargs: Any) -> Any:
-        failure = fault.next_error(repr((args, kwargs)))
-        if failure == FAILED_ENTRY:
-            return [{"ErrorCode": "ThrottlingException", "ErrorMessage": "injected"} for _ in args[0]]
-        if failure is not None:
-            raise failure
-        return original(backend, *args, **kwargs)
-    return faulty
 
 
 def _claimed_elsewhere(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, jobs: list[Any]) -> None:

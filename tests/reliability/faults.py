@@ -47,8 +47,8 @@ def error(code: str, service: str = "dynamodb") -> Exception:
     return ServiceException(code, f"injected {code}")
 
 
-@contextlib.contextmanager
-def inject(monkeypatch: pytest.MonkeyPatch, target: Any, method: str, fault: Fault) -> Iterator[Fault]:
+def patch(monkeypatch: pytest.MonkeyPatch, target: Any, method: str, fault: Fault) -> Fault:
+    """`target.method` (a moto backend's) fails as `fault` says, then goes through, until the test ends."""
     original = getattr(target, method)
 
     def faulty(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -60,4 +60,9 @@ def inject(monkeypatch: pytest.MonkeyPatch, target: Any, method: str, fault: Fau
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(target, method, faulty)
-    yield fault
+    return fault
+
+
+@contextlib.contextmanager
+def inject(monkeypatch: pytest.MonkeyPatch, target: Any, method: str, fault: Fault) -> Iterator[Fault]:
+    yield patch(monkeypatch, target, method, fault)
