@@ -36,11 +36,21 @@ def fal_state(up: LocalUp) -> str:
     return next(line["state"] for line in lines if (line["provider"], line["model"]) == ("fal", "wan-i2v"))
 
 
+def breaker_opened(up: LocalUp) -> bool:
+    items = up.client("dynamodb").query(
+        TableName=up.outputs["ProviderStateTableName"], ConsistentRead=True,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :fal)",
+        ExpressionAttributeValues={":pk": {"S": "state"}, ":fal": {"S": "fal"}})["Items"]
+    return any("breakerOpenUntil" in item for item in items)
+
+
 def test_provider_errors_open_the_breaker_and_a_probe_closes_it(tuned: LocalUp) -> None:
     for n in range(6):
         outcome(tuned, "failed", f"broken-{n}", errorType="provider_error")
-    # The provider events function counts them as Lambda runs an asynchronous invoke: after put-events returns.
-    until(lambda: fal_state(tuned) in ("open", "half_open"), 60, "six provider errors to open fal's breaker")
+    # The provider events function counts them as Lambda runs an asynchronous invoke, after put-events
+    # returns: await the breaker in the control table (a read, not a CLI process per poll), then ask the CLI.
+    until(lambda: breaker_opened(tuned), 60, "six provider errors to open fal's breaker")
+    assert fal_state(tuned) in ("open", "half_open")
     spilled = until(lambda: (r := tuned.run(job(provider="fal"))) and r["status"] == "FAILED" and r, 60,
                     "the open breaker to hold a strict fal job")
     assert spilled["failureReason"] == "provider_unavailable:fal"
@@ -50,7 +60,8 @@ def test_provider_errors_open_the_breaker_and_a_probe_closes_it(tuned: LocalUp) 
                   "a probe job to reach fal after the cool-down")
     assert probe["provider"] == "fal"
     outcome(tuned, "completed", probe["jobId"], durationSec=40)
-    until(lambda: fal_state(tuned) == "available", 30, "the probe's success to close the breaker")
+    until(lambda: not breaker_opened(tuned), 60, "the probe's success to close the breaker")
+    assert fal_state(tuned) == "available"
     until(lambda: tuned.run(job())["provider"] == "fal", 30, "jobs to go back to fal")
 
 

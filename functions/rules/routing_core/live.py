@@ -186,7 +186,7 @@ class LiveState:
                                            ":lease": {"N": repr(lease)}},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD")
         except Exception as exc:
-            response = getattr(exc, "response", {})
+            response = (getattr(exc, "response", None) or {})
             if response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 # Another job is the probe, or the breaker moved on: remember what the table says.
                 old = response.get("Item")
@@ -218,7 +218,7 @@ class LiveState:
                                            ":expires": {"N": str(int(time.time()) + BUDGET_DAYS_KEPT * 86400)}},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD")
         except Exception as exc:
-            response = getattr(exc, "response", {})
+            response = (getattr(exc, "response", None) or {})
             if response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 spent = response.get("Item", {}).get("spentUsd", {}).get("N", "?")
                 return False, f"budget exhausted: ${spent} of the daily ${limit:g} spent"

@@ -93,7 +93,7 @@ class Limiter:
                     ReturnValuesOnConditionCheckFailure="ALL_OLD")
                 return None
             except Exception as exc:
-                response = getattr(exc, "response", {})
+                response = (getattr(exc, "response", None) or {})
                 if response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                     leases = (response.get("Item") or {}).get("leases", {}).get("M", {})
                     expired = {job: lease for job, lease in leases.items() if float(lease.get("N", 0)) < now}
@@ -130,7 +130,7 @@ class Limiter:
                 ConditionExpression=" AND ".join(f"leases.#e{i} = :e{i}" for i in range(len(names))),
                 ExpressionAttributeNames=names, ExpressionAttributeValues=values)
         except Exception as exc:  # swept by another environment meanwhile: the retry sees the new map
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
             return bool(code == "ConditionalCheckFailedException")
         logger.info("in-flight leases expired without an outcome: %d removed", len(names))
         return True
@@ -147,7 +147,7 @@ class Limiter:
                 ExpressionAttributeValues={":one": {"N": "1"}, ":limit": {"N": str(limit)},
                                            ":expires": {"N": str(minute + 60 + KEEP_SEC)}})
         except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
             if code == "ConditionalCheckFailedException":
                 return f"rate limited: {limit} jobs a minute admitted to {scope.replace('#', '/')}"
             logger.warning("rate limit not checked: %s", type(exc).__name__)
@@ -172,7 +172,7 @@ def release(ddb: Any, table_name: str, flights: list[str], job_id: str) -> None:
                             UpdateExpression="REMOVE leases.#job", ConditionExpression="attribute_exists(leases)",
                             ExpressionAttributeNames={"#job": job_id})
         except Exception as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if (getattr(exc, "response", None) or {}).get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
 
 

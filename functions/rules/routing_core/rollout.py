@@ -171,7 +171,8 @@ class Conflict(Exception):
 
 
 def _failed_condition(exc: Exception) -> bool:
-    return bool(getattr(exc, "response", {}).get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+    code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+    return bool(code == "ConditionalCheckFailedException")
 
 
 def _now() -> str:
