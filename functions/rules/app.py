@@ -31,7 +31,8 @@ from routing_core.reasons import INVALID_JOB_ID_PREFIX
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "routing-manager"))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "VideoJobRouting"))
 table = load_table(Path(os.environ.get("ROUTING_TABLE_PATH") or DEFAULT_TABLE))
-engine = Engine(table, os.environ)
+ROUTER_REGION = os.environ.get("AWS_REGION")  # where this router runs: a job's residency must include it
+engine = Engine(table, os.environ, ROUTER_REGION)
 provider_state = LiveState(os.environ["PROVIDER_STATE_TABLE"], {
     name: spec["breaker"]["probeTimeoutSec"] for name, spec in table["providers"].items()
 }, read_stats=True) if os.environ.get("PROVIDER_STATE_TABLE") else None  # statistics: routing_core.strategies
@@ -42,8 +43,8 @@ if provider_state is not None:  # rate limits share the control table and its cl
 
 
 def _published_engines(state: LiveState) -> rollout.Engines:
-    return rollout.Engines(engine, lambda published: Engine(published, os.environ), lambda: state.client,
-                           state.table_name, state.note_read_error)
+    return rollout.Engines(engine, lambda published: Engine(published, os.environ, ROUTER_REGION),
+                           lambda: state.client, state.table_name, state.note_read_error)
 
 
 engines = _published_engines(provider_state) if provider_state else None
@@ -123,7 +124,7 @@ def _decide(payload: dict[str, Any]) -> Decision:
         decision = {**decider.read_credits_first(decision, detail), "tableVersion": version}
     decision["recordAttributes"] = rollout.record_attributes(decision)
     if dry_run and availability is not None:
-        decision["providers"] = by_provider(availability.scopes(decider.candidates()))
+        decision["providers"] = by_provider(availability.scopes([*decider.candidates(), *decider.region_scopes()]))
     # Never the prompt or other job content: only what the decision says. One log line per decision:
     # the fields ride in the EMF metric line as properties (searchable in Logs Insights, no dimensions).
     fields: dict[str, Any] = {"jobId": echo(job_id) if job_id is not None else None, "decision": decision["outcome"],

@@ -119,7 +119,10 @@ def on_outcome(kind: str, detail: dict[str, Any]) -> dict[str, Any]:
         return {"counted": False, "ignored": "invalid_input is the job's fault, not the provider's"}
 
     breaker = spec["breaker"]
-    where = scope(outcome.provider, outcome.model)
+    # A provider that serves from several regions has a breaker per region: the invoker echoes the message's
+    # providerRegion attribute. A region the table does not list (or "default") counts provider-wide.
+    region = outcome.providerRegion if outcome.providerRegion in (spec.get("regions") or {}) else None
+    where = scope(outcome.provider, outcome.model, region)
     window = int(now // breaker["windowSec"] * breaker["windowSec"])
     counts = ddb.update_item(  # the one write that must not be lost: an error here raises, and is retried
         TableName=TABLE, Key={"pk": {"S": f"window#{where}"}, "sk": {"S": str(window)}},
@@ -276,18 +279,21 @@ def on_alarm(detail: dict[str, Any]) -> dict[str, Any]:
         return _ignored("an alarm without a name")
     if not ALARM_PREFIX or not name.startswith(ALARM_PREFIX):
         return on_canary_alarm(name, (detail.get("state") or {}).get("value"))
-    provider = name[len(ALARM_PREFIX):]
+    provider, at, region = name[len(ALARM_PREFIX):].partition("@")  # a provider region's queue: provider@region
     if provider not in routing_table["providers"]:
         return _ignored(f"provider {provider!r} is not in the routing table")
+    if at and region not in (routing_table["providers"][provider].get("regions") or {}):
+        return _ignored(f"provider {provider!r} lists no region {region!r}")
+    where = scope(provider, None, region or None)
     value = (detail.get("state") or {}).get("value")
     saturated = value == "ALARM"
     if saturated:
         response = ddb.update_item(
-            TableName=TABLE, Key={"pk": {"S": STATE_PK}, "sk": {"S": provider}},
+            TableName=TABLE, Key={"pk": {"S": STATE_PK}, "sk": {"S": where}},
             UpdateExpression="SET saturated = :yes, saturatedSince = :now", ReturnValues="UPDATED_OLD",
             ExpressionAttributeValues={":yes": {"BOOL": True}, ":now": {"N": repr(time.time())}})
     else:
-        response = ddb.update_item(TableName=TABLE, Key={"pk": {"S": STATE_PK}, "sk": {"S": provider}},
+        response = ddb.update_item(TableName=TABLE, Key={"pk": {"S": STATE_PK}, "sk": {"S": where}},
                                    UpdateExpression="REMOVE saturated, saturatedSince", ReturnValues="UPDATED_OLD")
     was = bool(response.get("Attributes", {}).get("saturated", {}).get("BOOL"))
     if was == saturated:
@@ -295,7 +301,7 @@ def on_alarm(detail: dict[str, Any]) -> dict[str, Any]:
     provider_state.invalidate()
     max_age = routing_table["providers"][provider].get("maxQueueAgeSec")
     reason = f"oldest message older than {max_age} s" if saturated else None
-    detail_out = control.change(provider, "saturated" if saturated else "available",
+    detail_out = control.change(where, "saturated" if saturated else "available",
                                 "saturated" if saturated else "unsaturated", BY_ALARM, reason)
     control.record(ddb, events, TABLE, BUS, ROUTER_SOURCE, detail_out)
     logger.info("provider state changed", **detail_out)

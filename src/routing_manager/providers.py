@@ -44,7 +44,7 @@ def budget_peek(ddb: Any, table: str) -> Any:
     return peek
 
 
-def status(ddb: Any, table: str, known: list[tuple[str, str | None]]) -> list[dict[str, Any]]:
+def status(ddb: Any, table: str, known: list[tuple[str, str | None, str | None]]) -> list[dict[str, Any]]:
     return Availability(read_items(ddb, table)).scopes(known)
 
 
@@ -54,14 +54,15 @@ def caller(sts: Any) -> str:
 
 
 def disable(ddb: Any, events: Any, table: str, bus: str, provider: str, model: str | None, reason: str,
-            for_seconds: float | None, by: str) -> dict[str, Any]:
+            for_seconds: float | None, by: str, region: str | None = None) -> dict[str, Any]:
     until = time.time() + for_seconds if for_seconds else None
-    detail = control.disable(ddb, table, provider, model, reason, until, by)
+    detail = control.disable(ddb, table, provider, model, reason, until, by, region)
     control.record(ddb, events, table, bus, ROUTER_SOURCE, detail)
     return detail
 
 
-def enable(ddb: Any, events: Any, table: str, bus: str, provider: str, model: str | None, by: str) -> dict[str, Any]:
-    detail = control.enable(ddb, table, provider, model, by)
+def enable(ddb: Any, events: Any, table: str, bus: str, provider: str, model: str | None, by: str,
+           region: str | None = None) -> dict[str, Any]:
+    detail = control.enable(ddb, table, provider, model, by, region)
     control.record(ddb, events, table, bus, ROUTER_SOURCE, detail)
     return detail

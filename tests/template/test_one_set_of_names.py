@@ -33,11 +33,13 @@ def test_every_provider_has_its_queue_url_and_its_queue_in_the_send_permission(s
     environment = sam["Resources"]["RulesFunction"]["Properties"]["Environment"]["Variables"]
     [statement] = [s for p in sam["Resources"]["RoutingStateMachine"]["Properties"]["Policies"]
                    for s in p["Statement"] if s.get("Sid") == "EnqueueOnProviderQueuesAndFailureQueue"]
-    for name, provider in table["providers"].items():
-        assert provider["queueUrlEnv"] in environment, name
-        parameter = environment[provider["queueUrlEnv"]]["Fn::If"][2]["Ref"]  # the existing-queue parameter
+    queues = {queue["queueUrlEnv"]: name for name, provider in table["providers"].items()
+              for queue in (provider, *provider.get("regions", {}).values())}  # a provider region's own queue too
+    for variable, name in queues.items():
+        assert variable in environment, name
+        parameter = environment[variable]["Fn::If"][2]["Ref"]  # the existing-queue parameter
         assert parameter in json.dumps(statement["Resource"]), f"{name}: {parameter} not in the SendMessage statement"
-    assert len(statement["Resource"]) == len(table["providers"]) + 1  # and the failure queue
+    assert len(statement["Resource"]) == len(queues) + 1  # and the failure queue
 
 
 def test_every_state_the_cli_names_exists() -> None:

@@ -24,7 +24,7 @@ def test_explain_json_for_each_sample_event() -> None:
         decision = json.loads(result.stdout.strip())
         assert (decision["outcome"], decision["provider"]) == (outcome, provider)
         assert set(decision) == {"outcome", "provider", "model", "queue", "queueUrl", "reason", "rule", "explanation",
-                                 "quoteUsd", "quoteUsdText", "priority", "tableVersion"}
+                                 "quoteUsd", "quoteUsdText", "priority", "providerRegion", "tableVersion"}
 
 
 def test_explain_accepts_envelope_and_bare_detail(tmp_path: Path) -> None:
@@ -218,7 +218,7 @@ def live_decisions(monkeypatch: pytest.MonkeyPatch) -> Any:
         engine = explain._explain_engine()
         decide = engine.decide
         monkeypatch.setattr(engine, "decide", lambda *a: {**decide(*a), **fields})
-        monkeypatch.setattr(explain, "_explain_engine", lambda: engine)
+        monkeypatch.setattr(explain, "_explain_engine", lambda region=None: engine)
 
     return carrying
 

@@ -188,7 +188,7 @@ def test_conditions_on_tier_audio_and_credits() -> None:
 
 def test_decision_has_exactly_the_keys_the_workflow_reads(engine: Engine) -> None:
     keys = {"outcome", "provider", "model", "queue", "queueUrl", "reason", "rule", "explanation", "submittedDetail",
-            "quoteUsd", "quoteUsdText", "priority"}
+            "quoteUsd", "quoteUsdText", "priority", "providerRegion"}
     assert set(decide(engine)) == keys
     assert set(decide(engine, lengthSec=0)) == keys
 

@@ -18,13 +18,18 @@ from routing_core.loading import DEFAULT_TABLE, load_table
 from routing_core.table import RoutingTableError, validate_table
 
 URLS = {"FAL_QUEUE_URL": "https://sqs.test/Fal", "REPLICATE_QUEUE_URL": "https://sqs.test/Replicate",
-        "VEO_QUEUE_URL": "https://sqs.test/Veo"}
+        "VEO_QUEUE_URL": "https://sqs.test/Veo", "FAL_EU_QUEUE_URL": "https://sqs.test/FalEu"}
 BASE = {"jobId": "job-1", "userId": "user-123", "prompt": "A corgi surfing", "lengthSec": 8, "resolution": "720p"}
 
 
-def richer_table() -> dict[str, Any]:
-    """The shipped table plus a third provider, a second fal model, a weighted split and a metadata rule."""
+def richer_table(regions: bool = False) -> dict[str, Any]:
+    """The shipped table plus a third provider, a second fal model, a weighted split and a metadata rule (and, with
+    `regions`, fal in two regions)."""
     table = json.loads(DEFAULT_TABLE.read_text())
+    if regions:
+        table["providers"]["fal"]["regions"] = {
+            "us-east-1": {"queue": "FalJobQueue", "queueUrlEnv": "FAL_QUEUE_URL", "failoverOrder": 1},
+            "eu-west-1": {"queue": "FalEuJobQueue", "queueUrlEnv": "FAL_EU_QUEUE_URL", "failoverOrder": 2}}
     table["providers"]["fal"]["prices"]["wan-pro"] = {"perSecondUsd": {"720p": 0.2}, "source": "test"}
     table["providers"]["veo"] = {
         "queue": "VeoJobQueue", "queueUrlEnv": "VEO_QUEUE_URL", "defaultModel": "veo-3",
@@ -231,7 +236,8 @@ def test_bad_splits_are_refused_at_load(rule: dict[str, Any], message: str) -> N
 
 # --- properties -----------------------------------------------------------------------------------------
 
-ENGINE = Engine(richer_table(), URLS)
+ENGINE = Engine(richer_table(regions=True), URLS)
+REGIONS = ["us-east-1", "eu-west-1"]  # fal's: an unknown region is the engine's to refuse, not the schema's
 SELECTORS = ["fal", "fal/wan-i2v", "fal/wan-pro", "replicate", "replicate/minimax/video-01", "veo", "veo/veo-3"]
 routing_objects = st.fixed_dictionaries({}, optional={
     "order": st.lists(st.sampled_from(SELECTORS), max_size=3),
@@ -330,7 +336,11 @@ shapes = st.fixed_dictionaries({}, optional={
     "routing": st.none() | json_values | st.dictionaries(
         st.sampled_from(["order", "only", "ignore", "allowFallbacks", "sort", "maxPriceUsd", "other"]),
         json_values | st.lists(st.sampled_from([*SELECTORS, "fal/", "Fal", ""]), max_size=3)
-        | st.sampled_from(["price", "latency"]) | st.floats(-1, 5), max_size=4),
+        | st.sampled_from(["price", "latency"]) | st.floats(-1, 5), max_size=4)
+    | st.fixed_dictionaries({}, optional={  # region names are valid provider names: kept to their own fields
+        "regions": json_values | st.lists(st.sampled_from([*REGIONS, "EU-west-1", "eu-west", ""]), max_size=3),
+        "residency": json_values | st.sampled_from(["eu", "us", "asia"]),
+        "sort": st.just("price")}),
     "consent": st.none() | json_values | st.builds(lambda v: {"consentGiven": v}, json_values),
     "metadata": st.none() | json_values | st.dictionaries(st.text(max_size=70), st.text(max_size=3) | json_values,
                                                           max_size=12),

@@ -169,6 +169,7 @@ def test_a_quote_grows_with_resolution(model: tuple[str, str], length: float) ->
 def test_a_provider_may_have_a_queue_per_priority() -> None:
     def urgent_queue(t: dict[str, Any]) -> None:
         t["tiers"]["premium"]["priority"] = "urgent"
+        del t["providers"]["fal"]["regions"]  # a provider region has one queue: priority queues are per provider
         t["providers"]["fal"]["priorityQueues"] = {"urgent": {"queue": "FalUrgentQueue",
                                                               "queueUrlEnv": "FAL_URGENT_QUEUE_URL"}}
 

@@ -1,10 +1,12 @@
 """Provider availability: whether a provider (and model) may take a job now, and why not.
 
 The control table (ProviderStateTable) holds one item per scope, `pk = "state"`, `sk = provider` or
-`provider#model`: the kill switch (`disabledReason`, `disabledUntil`), the circuit breaker
-(`breakerOpenUntil`, `breakerReason`, `probeJobId`, `probeUntil`, `closedAt`) and backpressure
-(`saturated`). Times are epoch seconds. This module only reads items: the rules Lambda
-(live.py), the outcome counter (provider_events.py), `explain` and `provider status` share it.
+`provider#model`, each also per provider region as `provider@region` and `provider#model@region`
+(a provider that serves from several regions, issue 26): the kill switch (`disabledReason`,
+`disabledUntil`), the circuit breaker (`breakerOpenUntil`, `breakerReason`, `probeJobId`,
+`probeUntil`, `closedAt`) and backpressure (`saturated`). Times are epoch seconds. This module
+only reads items: the rules Lambda (live.py), the outcome counter (provider_events.py), `explain`
+and `provider status` share it.
 
 Plain Python: the rules Lambda imports it at cold start.
 """
@@ -19,18 +21,22 @@ State = Literal["available", "disabled", "open", "half_open", "saturated"]
 STATES: tuple[State, ...] = ("available", "disabled", "open", "half_open", "saturated")
 STATE_PK = "state"
 # A scope that blocks outranks one that only asks for a probe: a disabled provider takes no probe.
-_BLOCKING: tuple[State, ...] = ("disabled", "open", "saturated")
+BLOCKING: tuple[State, ...] = ("disabled", "open", "saturated")
 
 Item = Mapping[str, Any]
 
 
-def scope(provider: str, model: str | None = None) -> str:
-    return provider if model is None else f"{provider}#{model}"
+def scope(provider: str, model: str | None = None, region: str | None = None) -> str:
+    where = provider if model is None else f"{provider}#{model}"
+    return where if region is None else f"{where}@{region}"
 
 
-def split_scope(text: str) -> tuple[str, str | None]:
-    provider, _, model = text.partition("#")
-    return provider, model or None
+def split_scope(text: str) -> tuple[str, str | None, str | None]:
+    """(provider, model, provider region): '@' never occurs in a model name of the routing table, and a region
+    is the last part (table.py checks both)."""
+    where, at, region = text.rpartition("@")
+    provider, _, model = (where if at else text).partition("#")
+    return provider, model or None, (region or None) if at else None
 
 
 def iso(epoch: float | None) -> str | None:
@@ -94,54 +100,62 @@ class Availability:
         self._claim_probe = claim_probe
         self.charge_budget = charge_budget  # live.py's: None where nothing is spent (explain, a dry run)
 
-    def candidate(self, provider: str, model: str) -> tuple[State, str | None, float | None, str]:
-        """The candidate's state: the provider's and the model's scopes, the more blocking one."""
+    def candidate(self, provider: str, model: str, region: str | None = None
+                  ) -> tuple[State, str | None, float | None, str]:
+        """The candidate's state: the provider's and the model's scopes, the more blocking one; with a provider
+        region, theirs in that region instead (regions.py checks both)."""
         found: list[tuple[State, str | None, float | None, str]] = []
-        for key in (scope(provider), scope(provider, model)):
+        keys = [scope(provider, None, region), scope(provider, model, region)]
+        for key in keys:
             state, reason, until = state_of(self.items.get(key), self.now)
             if state != "available":
                 found.append((state, reason, until, key))
-        for wanted in (*_BLOCKING, "half_open"):
+        for wanted in (*BLOCKING, "half_open"):
             for entry in found:
                 if entry[0] == wanted:
                     return entry
-        return "available", None, None, scope(provider, model)
+        return "available", None, None, scope(provider, model, region)
 
-    def check(self, provider: str, model: str, job_id: str) -> tuple[bool, str | None]:
-        """(may take the job, why not or a note)."""
-        state, reason, until, key = self.candidate(provider, model)
+    def check(self, provider: str, model: str, job_id: str, region: str | None = None) -> tuple[bool, str | None]:
+        """(may take the job, why not or a note): everywhere, or in one of the provider's regions."""
+        state, reason, until, key = self.candidate(provider, model, region)
         if state == "available":
             return True, None
         if state == "half_open" and (self._claim_probe is None or self._claim_probe(key, job_id)):
             return True, "the half-open breaker's probe job"
         return False, describe(state, reason, until)
 
-    def scopes(self, known: Iterable[tuple[str, str | None]]) -> list[dict[str, Any]]:
+    def scopes(self, known: Iterable[tuple[str, str | None] | tuple[str, str | None, str | None]]
+               ) -> list[dict[str, Any]]:
         """One line per scope (the known ones and any in the table): what `provider status` prints."""
-        keys = {scope(p, m) for p, m in known} | set(self.items)
+        keys = {scope(*entry) for entry in known} | set(self.items)
         lines = []
         for key in sorted(keys):
-            provider, model = split_scope(key)
+            provider, model, region = split_scope(key)
             state, reason, until = state_of(self.items.get(key), self.now)
-            lines.append({"provider": provider, "model": model, "state": state, "reason": reason, "until": iso(until)})
+            lines.append({"provider": provider, "model": model, "providerRegion": region, "state": state,
+                          "reason": reason, "until": iso(until)})
         return lines
 
 
 def by_provider(lines: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per provider, from `scopes()` lines: available (the provider and at least one of its models can take
-    a job) and breakerOpen (a breaker of it is open or half-open). What the heartbeat publishes."""
+    a job; a provider region out is failed over, so only the region-less scopes count) and breakerOpen (a
+    breaker of it is open or half-open, in any region). What the heartbeat publishes."""
     grouped: dict[str, list[Mapping[str, Any]]] = {}
     for line in lines:
         grouped.setdefault(line["provider"], []).append(line)
     usable = ("available", "half_open")
     summary = []
     for provider, scoped in sorted(grouped.items()):
-        whole = [line["state"] for line in scoped if line["model"] is None]
-        models = [line["state"] for line in scoped if line["model"] is not None]
+        everywhere = [line for line in scoped if line.get("providerRegion") is None]
+        whole = [line["state"] for line in everywhere if line["model"] is None]
+        models = [line["state"] for line in everywhere if line["model"] is not None]
         available = all(state in usable for state in whole) and (not models or any(s in usable for s in models))
         summary.append({"provider": provider, "available": available,
                         "breakerOpen": any(line["state"] in ("open", "half_open") for line in scoped),
-                        "states": {scope(line["provider"], line["model"]): line["state"] for line in scoped}})
+                        "states": {scope(line["provider"], line["model"], line.get("providerRegion")): line["state"]
+                                   for line in scoped}})
     return summary
 
 
@@ -156,7 +170,7 @@ def items_from_status(lines: Iterable[Mapping[str, Any]], now: float) -> dict[st
             raise ValueError(f"state {state!r} is not one of {', '.join(STATES)}")
         until_text = line.get("until")
         until = datetime.fromisoformat(until_text.replace("Z", "+00:00")).timestamp() if until_text else None
-        item = items.setdefault(scope(line["provider"], line.get("model")), {})
+        item = items.setdefault(scope(line["provider"], line.get("model"), line.get("providerRegion")), {})
         if state == "disabled":
             item.update(disabledReason=reason or "disabled", disabledUntil=until)
         elif state == "open":

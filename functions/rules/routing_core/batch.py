@@ -64,7 +64,7 @@ SEND_BATCH_ENTRIES = 10  # SQS SendMessageBatch and EventBridge PutEvents: at mo
 # What the workflow needs of each job's decision (routing_core.engine.Decision): the explanation stays
 # in the decision's log line and `explain`, so a 100-job plan stays far under the 256 KiB state payload.
 _KEPT = ("outcome", "provider", "model", "queue", "queueUrl", "reason", "rule", "quoteUsd", "quoteUsdText",
-         "priority", "tableVersion", "recordAttributes", "budgetKey")
+         "priority", "providerRegion", "tableVersion", "recordAttributes", "budgetKey")
 
 
 def plan(detail: Any, decide: Callable[[Any], Mapping[str, Any]]) -> dict[str, Any]:
@@ -114,4 +114,5 @@ def plan(detail: Any, decide: Callable[[Any], Mapping[str, Any]]) -> dict[str, A
 
 
 _EMPTY: dict[str, Any] = {"provider": None, "model": None, "queue": None, "queueUrl": None, "reason": None,
-                          "rule": None, "quoteUsd": None, "quoteUsdText": None, "priority": None, "tableVersion": None}
+                          "rule": None, "quoteUsd": None, "quoteUsdText": None, "priority": None,
+                          "providerRegion": None, "tableVersion": None}

@@ -34,6 +34,7 @@ class Feature(BaseModel):
 
 
 Selector = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}(/.+)?$")]
+RegionName = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")]
 
 
 class Routing(BaseModel):
@@ -54,6 +55,12 @@ class Routing(BaseModel):
                           "the lowest durationEwmaSec first; quality, best-value's sampled quality per dollar")
     maxPriceUsd: float | None = Field(None, gt=0, allow_inf_nan=False,
                                       description="candidates quoting above it are dropped")
+    regions: list[RegionName] | None = Field(
+        None, min_length=1, max_length=preferences.MAX_SELECTORS, examples=[["eu-west-1", "eu-central-1"]],
+        description="provider regions the job may go to (each one some provider of the routing table lists)")
+    residency: Literal["eu", "us"] | None = Field(
+        None, description="the job stays in the EU or the US: only provider regions there, and only a router "
+                          "deployed there (docs/ARCHITECTURE.md)")
 
     @field_validator("maxPriceUsd", mode="before")
     @classmethod
@@ -61,6 +68,13 @@ class Routing(BaseModel):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ValueError("must be a JSON number")
         return value
+
+    @model_validator(mode="after")
+    def _regions_inside_residency(self) -> Routing:
+        if self.regions is not None and self.residency is not None and not any(
+                preferences.in_residency(region, self.residency) for region in self.regions):
+            raise ValueError(f"routing.regions has no region inside routing.residency {self.residency!r}")
+        return self
 
 
 class Consent(BaseModel):
@@ -166,6 +180,8 @@ class RoutedDetail(_Outbound):
                                                           "catalog); additive", examples=[0.64])
     priority: Literal["urgent", "high", "normal", "low"] | None = Field(
         None, description="the user's tier's priority (the routing table's tiers); additive")
+    providerRegion: str | None = Field(None, examples=["eu-west-1"], description="the provider region the job was "
+                                       "sent to (\"default\": a provider that lists no regions); additive")
     tableVersion: int | None = Field(None, ge=0, description="the routing table version that decided (0: the "
                                                              "bundled one); additive")
     routedBy: Literal["RoutingManager"] = "RoutingManager"
@@ -189,6 +205,9 @@ class _ProviderOutcome(BaseModel):
     jobId: str = Field(min_length=1, max_length=reasons.MAX_JOB_ID_BYTES)
     provider: str = Field(min_length=1, max_length=64, examples=["fal"])
     model: str = Field(min_length=1, max_length=256, examples=["wan-i2v"])
+    providerRegion: str | None = Field(None, max_length=64, examples=["eu-west-1"],
+                                       description="the region that ran the job (the message's providerRegion "
+                                                   "attribute): its breaker counts there; additive")
 
     # Statistics are learnt from these figures: "42" or true is an invoker's bug, not a duration.
     @field_validator("durationSec", "costUsd", "qualityScore", mode="before", check_fields=False)
@@ -265,6 +284,7 @@ class ProviderChangedDetail(BaseModel):
     model_config = ConfigDict(extra="forbid", title="RoutingProviderChanged")
     provider: str
     model: str | None = Field(description="null: the whole provider")
+    providerRegion: str | None = Field(None, description="null: in every region of the provider")
     state: Literal["available", "disabled", "open", "half_open", "saturated"]
     change: str = Field(examples=["disabled", "enabled", "breaker_opened", "breaker_closed", "probe_failed",
                                   "saturated", "unsaturated"])
@@ -286,6 +306,8 @@ class JobRecord(BaseModel):
     provider: str | None = None
     model: str | None = None
     queue: str | None = None
+    providerRegion: str | None = Field(None, description="routed: the provider region (\"default\": a provider "
+                                                         "that lists no regions)")
     messageId: str | None = Field(None, description="SQS MessageId of the job in the provider queue")
     quoteUsd: float | None = Field(None, ge=0, description="routed: the model's list price for the job")
     priority: Literal["urgent", "high", "normal", "low"] | None = Field(None, description="routed: the tier's priority")

@@ -25,13 +25,13 @@ def _key(scope_name: str) -> dict[str, Any]:
 
 def change(scope_name: str, state: str, what: str, by: str, reason: str | None = None,
            until: float | None = None, now: float | None = None) -> dict[str, Any]:
-    provider, model = split_scope(scope_name)
-    return {"provider": provider, "model": model, "state": state, "change": what, "reason": reason,
-            "until": iso(until), "by": by, "ts": iso(time.time() if now is None else now)}
+    provider, model, region = split_scope(scope_name)
+    return {"provider": provider, "model": model, "providerRegion": region, "state": state, "change": what,
+            "reason": reason, "until": iso(until), "by": by, "ts": iso(time.time() if now is None else now)}
 
 
 def disable(ddb: Any, table: str, provider: str, model: str | None, reason: str, until: float | None,
-            by: str) -> dict[str, Any]:
+            by: str, region: str | None = None) -> dict[str, Any]:
     now = time.time()
     values: dict[str, Any] = {":reason": {"S": reason}, ":by": {"S": by}, ":at": {"N": repr(now)}}
     expression = "SET disabledReason = :reason, disabledBy = :by, disabledAt = :at"
@@ -40,15 +40,16 @@ def disable(ddb: Any, table: str, provider: str, model: str | None, reason: str,
     else:
         expression += ", disabledUntil = :until"
         values[":until"] = {"N": repr(until)}
-    ddb.update_item(TableName=table, Key=_key(scope(provider, model)), UpdateExpression=expression,
+    ddb.update_item(TableName=table, Key=_key(scope(provider, model, region)), UpdateExpression=expression,
                     ExpressionAttributeValues=values)
-    return change(scope(provider, model), "disabled", "disabled", by, reason, until, now)
+    return change(scope(provider, model, region), "disabled", "disabled", by, reason, until, now)
 
 
-def enable(ddb: Any, table: str, provider: str, model: str | None, by: str) -> dict[str, Any]:
-    ddb.update_item(TableName=table, Key=_key(scope(provider, model)),
+def enable(ddb: Any, table: str, provider: str, model: str | None, by: str,
+           region: str | None = None) -> dict[str, Any]:
+    ddb.update_item(TableName=table, Key=_key(scope(provider, model, region)),
                     UpdateExpression="REMOVE disabledReason, disabledUntil, disabledBy, disabledAt")
-    return change(scope(provider, model), "available", "enabled", by)
+    return change(scope(provider, model, region), "available", "enabled", by)
 
 
 def record(ddb: Any, events: Any, table: str, bus: str, source: str, detail: dict[str, Any],

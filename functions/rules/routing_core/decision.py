@@ -35,6 +35,7 @@ class Decision(TypedDict):
     quoteUsd: float | None  # the chosen model's list price for this job (route)
     quoteUsdText: str | None  # the same with 4 decimals: DynamoDB's N and the SQS Number attribute
     priority: str | None  # the user's tier's priority (route): urgent, high, normal or low
+    providerRegion: str | None  # route: the provider region sent to ("default": a provider that lists none)
     submittedDetail: NotRequired[str]  # the detail as compact JSON ("" when over the limits)
     userId: NotRequired[str]  # read_credits: whose balance to read
     providers: NotRequired[list[dict[str, Any]]]  # dry run: each provider's availability (by_provider)
@@ -90,13 +91,13 @@ def echo(value: Any) -> str:
 
 
 # Filters a job's own preferences apply: a job they leave without a candidate is preferences_unsatisfiable.
-_PREFERENCE_FILTERS = frozenset({"allowFallbacks", "only", "ignore", "consent"})
+_PREFERENCE_FILTERS = frozenset({"allowFallbacks", "only", "ignore", "consent", "regions"})
 
 
 class Tally:
     """Why candidates were dropped, across the rules tried: it names the rejection when none is left."""
 
-    __slots__ = ("held_back", "over_limit", "cheapest_over_price", "by_preferences", "rate_limited")
+    __slots__ = ("held_back", "over_limit", "cheapest_over_price", "by_preferences", "rate_limited", "region_out")
 
     def __init__(self) -> None:
         self.held_back = False  # a candidate that fits the job is unavailable now (or its budget spent)
@@ -104,12 +105,15 @@ class Tally:
         self.cheapest_over_price: float | None = None  # ... or the job's maxPriceUsd is under its quote
         self.by_preferences = False  # ... or the job's own preferences dropped it
         self.rate_limited = False  # ... or its provider's or model's rate limit is full this minute
+        self.region_out = False  # ... or every provider region the job allows is out now
 
     def count(self, dropped: str | None, quote: float) -> None:
         if dropped in ("availability", "budget"):
             self.held_back = True
         elif dropped == "rateLimit":
             self.rate_limited = True
+        elif dropped == "region":
+            self.region_out = True
         elif dropped == "tier":
             self.over_limit = True
         elif dropped == "maxPrice":
@@ -132,7 +136,7 @@ def route(name: str, provider: Mapping[str, Any], model: str, rule: str,
                        f"no queue URL configured for {name}")
     return {"outcome": "route", "provider": name, "model": model, "queue": provider["queue"],
             "queueUrl": provider["queueUrl"], "reason": None, "rule": rule, "explanation": explanation,
-            "quoteUsd": None, "quoteUsdText": None, "priority": None}
+            "quoteUsd": None, "quoteUsdText": None, "priority": None, "providerRegion": None}
 
 
 def reject(reason: str, rule: str | None, explanation: list[dict[str, Any]], why: str | None,
@@ -141,7 +145,7 @@ def reject(reason: str, rule: str | None, explanation: list[dict[str, Any]], why
         explanation.append({"rule": rule, "matched": False, "why": why})
     return {"outcome": outcome, "provider": None, "model": None, "queue": None, "queueUrl": None,
             "reason": reason, "rule": rule, "explanation": explanation, "quoteUsd": None, "quoteUsdText": None,
-            "priority": None}
+            "priority": None, "providerRegion": None}
 
 
 def unavailable(reason: str, rule: str | None, explanation: list[dict[str, Any]], why: str | None) -> Decision:

@@ -5,7 +5,8 @@ validated by pydantic (see table.py) and compiled here once into closures; a dec
 is then a handful of comparisons. Bad input never raises: it becomes a rejection.
 
 What it reads and answers is in decision.py (Job, Decision, the builders), the compiled checks in
-checks.py, weighted splits in splits.py; strategies.py ranks, rate_limits.py admits.
+checks.py, weighted splits in splits.py; strategies.py ranks, rate_limits.py admits, regions.py places
+a candidate in one of its provider's regions.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from routing_core.decision import reject as _reject
 from routing_core.decision import route as _route
 from routing_core.decision import unavailable as _unavailable
 from routing_core.preferences import Preferences
+from routing_core.regions import place
 from routing_core.splits import chain as _chain
 from routing_core.splits import compile_split as _compile_split
 from routing_core.splits import split_bucket
@@ -36,13 +38,16 @@ from routing_core.splits import split_chain as _split_chain
 __all__ = ["AUTO", "QUOTE_LENGTH_SEC", "Decision", "Engine", "Job", "echo", "split_bucket"]  # importers' names
 
 AUTO = "auto"
+DEFAULT_REGION = "default"  # providerRegion of a provider that lists no regions: its one queue
 QUOTE_LENGTH_SEC = 5  # quoted for a job that gives no lengthSec: the providers' default clip
 
 
 class Engine:
     """Decides for one routing table and one set of queue URLs (the function's environment)."""
 
-    def __init__(self, table: Mapping[str, Any], queue_urls: Mapping[str, str]) -> None:
+    def __init__(self, table: Mapping[str, Any], queue_urls: Mapping[str, str],
+                 router_region: str | None = None) -> None:
+        self.router_region = router_region  # where this router runs: a job's residency must include it
         self.providers: dict[str, dict[str, Any]] = {}
         for name, spec in table["providers"].items():
             self.providers[name] = {
@@ -53,7 +58,12 @@ class Engine:
                 "limits": _limit_checks(spec["limits"]),
                 "byPriority": {priority: (queue["queue"], queue_urls.get(queue["queueUrlEnv"]) or None)
                                for priority, queue in spec.get("priorityQueues", {}).items()},
+                # (region, queue, URL) in the order failover tries them; empty: the provider's one queue
+                "regions": [(region, queue["queue"], queue_urls.get(queue["queueUrlEnv"]) or None)
+                            for region, queue in sorted((spec.get("regions") or {}).items(),
+                                                        key=lambda entry: (entry[1]["failoverOrder"], entry[0]))],
             }
+        self.known_regions = frozenset(region for spec in self.providers.values() for region, _, _ in spec["regions"])
         self.rules = [
             (rule["name"], _compile_when(rule["when"]), _chain(rule.get("route") or [], table),
              strategies.Strategy(rule.get("strategy") or "order", rule.get("minQuality"), rule.get("maxExploration")),
@@ -104,6 +114,10 @@ class Engine:
         rate = per_second.get(resolution, highest) if resolution is not None else highest
         return round(float(max(minimum, seconds * (rate + (audio_per_second if audio else 0)))), 4)
 
+    def region_scopes(self) -> list[tuple[str, str | None, str | None]]:
+        """Every provider region's own scope: what `provider status` lists besides candidates()."""
+        return [(name, None, region) for name, spec in self.providers.items() for region, _, _ in spec["regions"]]
+
     def candidates(self) -> list[tuple[str, str | None]]:
         """Every provider and every model a rule or an explicit request can route to."""
         known: dict[tuple[str, str | None], None] = {(name, None): None for name in self.providers}
@@ -131,7 +145,7 @@ class Engine:
                                                   "why": "a rule needs the credit balance: read it, then decide"}]
         return {"outcome": "read_credits", "provider": None, "model": None, "queue": None, "queueUrl": None,
                 "reason": None, "rule": "credits", "explanation": explanation, "quoteUsd": None, "quoteUsdText": None,
-                "priority": None,
+                "priority": None, "providerRegion": None,
                 "userId": detail["userId"],
                 "submittedDetail": decision.get("submittedDetail", "")}
 
@@ -153,10 +167,16 @@ class Engine:
                                f"lengthSec {length:g} outside {reasons.MIN_LENGTH_SEC}..{reasons.MAX_LENGTH_SEC}")
 
         try:
-            prefs = preferences.parse(detail, self.known_models, self._selector_cache)
+            prefs = preferences.parse(detail, self.known_models, self._selector_cache, self.known_regions)
             preferences.check_metadata(detail.get("metadata"))
         except ValueError as exc:
             return _reject(reasons.INVALID_ROUTING, "validate", explanation, str(exc))
+        if prefs is not None and prefs.residency is not None and self.router_region is not None \
+                and not preferences.in_residency(self.router_region, prefs.residency):
+            # Its queue, and so the job at rest, would be in this router's region (docs/ARCHITECTURE.md).
+            return _reject(reasons.PREFERENCES_UNSATISFIABLE, "residency", explanation,
+                           f"routing.residency {prefs.residency}: this router runs in {self.router_region}; publish "
+                           f"the job to the router deployed in a region of {prefs.residency}")
         job = Job(length, detail, credit_balance)
         job_id: str = detail["jobId"]
         requested = detail.get("provider")
@@ -175,7 +195,9 @@ class Engine:
                 return _reject(reasons.PREFERENCES_UNSATISFIABLE, "explicit-provider", explanation,
                                f"provider {key} requested, but no consent given and it "
                                f"{self.data_policy_note[key]}")
-            ok, note = (True, None) if availability is None else availability.check(key, model, job_id)
+            out, note, why_out, region = place(key, provider, model, job_id, availability, None)
+            ok = out is None
+            note = note if ok else why_out
             quote = self.quote(key, model, job.length, job.resolution, job.audio)
             max_quote, _ = self._tier(job)
             if ok and max_quote is not None and quote > max_quote:
@@ -193,9 +215,10 @@ class Engine:
                         self._release(key, model, availability, job_id)
                 if exhausted is None:
                     return self._route_priced(job, key, provider, model, quote, budget_key, "explicit-provider",
-                                              explanation, f"provider {key} requested" + (f" ({note})" if note else ""))
+                                              explanation, f"provider {key} requested" + (f" ({note})" if note else ""),
+                                              region)
                 note = exhausted
-            unavailable = reasons.PROVIDER_UNAVAILABLE_PREFIX + key
+            unavailable = reasons.REGION_UNAVAILABLE if out == "region" else reasons.PROVIDER_UNAVAILABLE_PREFIX + key
             if not self.explicit_preferred:
                 return _unavailable(unavailable, "explicit-provider", explanation,
                                     f"provider {key} requested (strict): {note}")
@@ -236,6 +259,8 @@ class Engine:
             return _unavailable(reasons.RATE_LIMITED, None, explanation, None)
         if outcome.held_back:
             return _unavailable(reasons.NO_AVAILABLE_PROVIDER, None, explanation, None)
+        if outcome.region_out:
+            return _unavailable(reasons.REGION_UNAVAILABLE, None, explanation, None)
         if outcome.cheapest_over_price is not None:
             decision = _reject(reasons.OVER_MAX_PRICE, None, explanation, None)
             decision["quoteUsd"] = outcome.cheapest_over_price
@@ -300,7 +325,8 @@ class Engine:
             if allowed is not None:
                 applied.append("allowFallbacks")
             applied += [name for name, on in (("only", prefs.only), ("ignore", prefs.ignore),
-                                              ("consent", prefs.consent is False)) if on]
+                                              ("consent", prefs.consent is False),
+                                              ("regions", prefs.regions is not None)) if on]
         if max_quote is not None:
             applied.append("tier")
         max_price = prefs.max_price if prefs is not None else None
@@ -322,12 +348,11 @@ class Engine:
             provider = self.providers[provider_name]
             note: str | None = None
             budget_key: str | None = None
+            region: str | None = None
             dropped, skipped = self._drop(job, provider_name, provider, model, quote, allowed, prefs,
                                           max_quote, max_price)
-            if dropped is None and availability is not None:
-                ok, note = availability.check(provider_name, model, job_id)
-                if not ok:
-                    dropped, skipped, note = "availability", note, None
+            if dropped is None:
+                dropped, note, skipped, region = place(provider_name, provider, model, job_id, availability, prefs)
             if dropped is None:
                 refusal = self._credits_refusal(job, provider_name, model, quote)
                 if refusal is not None:
@@ -352,7 +377,7 @@ class Engine:
                     " (the cheapest)" if by_price else " (ranked first)" if ranked and not position else "")
                 explanation.append({**step, "why": chosen + (f" ({note})" if note else "")})
                 return self._route_priced(job, provider_name, provider, model, quote, budget_key, step["rule"],
-                                          explanation)
+                                          explanation, region=region)
             if dropped == "tier" and not ranked:
                 break  # the rule's order is its price: it does not route to another candidate to save
         explanation.append({**step, "matched": False, "why": "no candidate can take the job: " + "; ".join(
@@ -437,15 +462,19 @@ class Engine:
 
     def _route_priced(self, job: Job, name: str, provider: Mapping[str, Any], model: str, quote: float,
                       budget_key: str | None, rule: str, explanation: list[dict[str, Any]],
-                      why: str | None = None) -> Decision:
+                      why: str | None = None, region: str | None = None) -> Decision:
         priority = self._tier(job)[1]
-        if priority in provider["byPriority"]:  # the provider's queue for this priority, as if its only one
+        if region is not None:  # the provider region's own queue (table.py: regions exclude priorityQueues)
+            _, queue, url = next(entry for entry in provider["regions"] if entry[0] == region)
+            provider = {**provider, "queue": queue, "queueUrl": url}
+        elif priority in provider["byPriority"]:  # the provider's queue for this priority, as if its only one
             queue, url = provider["byPriority"][priority]
             provider = {**provider, "queue": queue, "queueUrl": url}
         decision = _route(name, provider, model, rule, explanation, why)
         if decision["outcome"] == "route":
             decision["quoteUsd"], decision["quoteUsdText"] = quote, f"{quote:.4f}"
             decision["priority"] = priority
+            decision["providerRegion"] = region or DEFAULT_REGION
             if budget_key is not None:
                 decision["budgetKey"] = budget_key
         return decision

@@ -11,7 +11,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-ROUTING_FIELDS = ("order", "only", "ignore", "allowFallbacks", "sort", "maxPriceUsd")
+ROUTING_FIELDS = ("order", "only", "ignore", "allowFallbacks", "sort", "maxPriceUsd", "regions", "residency")
+# residency -> the prefix of the AWS region names it allows (docs/EVENT_SCHEMA.md, "Regions and residency")
+RESIDENCIES = {"eu": "eu-", "us": "us-"}
 SORTS = ("price", "latency", "quality")  # latency: fastest first, quality: best-value (routing_core.strategies)
 MAX_SELECTORS = 20  # entries per list: bounds a decision's work
 MAX_METADATA_KEYS = 10
@@ -25,7 +27,8 @@ Selector = tuple[str, "str | None"]  # (provider, model or None for any of its m
 class Preferences:
     """The job's preferences, parsed; `None` fields do not constrain."""
 
-    __slots__ = ("order", "only", "ignore", "fallbacks", "sort", "max_price", "consent", "given")
+    __slots__ = ("order", "only", "ignore", "fallbacks", "sort", "max_price", "consent", "given", "regions",
+                 "residency")
 
     def __init__(self) -> None:
         self.order: list[Selector] | None = None
@@ -36,6 +39,8 @@ class Preferences:
         self.max_price: float | None = None
         self.consent: bool | None = None  # consent.consentGiven; None: not stated (no filter)
         self.given = False  # whether the job carried a `routing` object at all
+        self.regions: tuple[str, ...] | None = None  # provider regions allowed (routing.regions, residency)
+        self.residency: str | None = None  # eu or us: the router itself must run there too
 
 
 def matches(selectors: frozenset[Selector], provider: str, model: str) -> bool:
@@ -93,9 +98,9 @@ def _parse_selectors(field: str, value: Any, known: Mapping[str, frozenset[str]]
 
 
 def parse(detail: Mapping[str, Any], known: Mapping[str, frozenset[str]],
-          cache: dict[Any, list[Selector]] | None = None) -> Preferences | None:
+          cache: dict[Any, list[Selector]] | None = None, regions: frozenset[str] = frozenset()) -> Preferences | None:
     """The preferences, or None when the job states none; ValueError naming the field when malformed.
-    `known`: provider -> the models it has a price for."""
+    `known`: provider -> the models it has a price for; `regions`: every region a provider serves from."""
     routing, consent = detail.get("routing"), detail.get("consent")
     if routing is None and consent is None:
         return None
@@ -128,12 +133,38 @@ def parse(detail: Mapping[str, Any], known: Mapping[str, frozenset[str]],
             if not _number(price) or price <= 0:
                 raise ValueError("routing.maxPriceUsd must be a number > 0")
             prefs.max_price = float(price)
+        _parse_regions(prefs, routing.get("regions"), routing.get("residency"), regions)
     if consent is not None:
         if not isinstance(consent, dict) or set(consent) != {"consentGiven"} or \
                 not isinstance(consent["consentGiven"], bool):
             raise ValueError("consent must be {\"consentGiven\": true or false}")
         prefs.consent = consent["consentGiven"]
     return prefs
+
+
+def _parse_regions(prefs: Preferences, allowed: Any, residency: Any, known: frozenset[str]) -> None:
+    """routing.regions and routing.residency into the allowed provider regions (both given: those in both)."""
+    if allowed is not None:
+        if not isinstance(allowed, list) or not allowed or len(allowed) > MAX_SELECTORS:
+            raise ValueError(f"routing.regions must be a list of 1..{MAX_SELECTORS} region names")
+        for index, region in enumerate(allowed):
+            if not isinstance(region, str) or region not in known:
+                shown = ", ".join(sorted(known)) or "none: no provider lists regions"
+                raise ValueError(f"routing.regions[{index}]: no provider serves from {_shown(region)} (known: {shown})")
+        prefs.regions = tuple(dict.fromkeys(allowed))
+    if residency is not None:
+        if not isinstance(residency, str) or residency not in RESIDENCIES:
+            raise ValueError(f"routing.residency must be one of: {', '.join(RESIDENCIES)}")
+        prefs.residency = residency
+        inside = tuple(r for r in (prefs.regions if prefs.regions is not None else sorted(known))
+                       if r.startswith(RESIDENCIES[residency]))
+        if prefs.regions is not None and not inside:
+            raise ValueError(f"routing.regions has no region inside routing.residency {residency!r}")
+        prefs.regions = inside
+
+
+def in_residency(region: str | None, residency: str) -> bool:
+    return region is not None and region.startswith(RESIDENCIES[residency])
 
 
 def check_metadata(value: Any) -> None:

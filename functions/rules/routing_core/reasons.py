@@ -20,6 +20,7 @@ QUEUE_NOT_CONFIGURED_PREFIX = "queue_not_configured:"
 # No candidate may take the job now (kill switch, open breaker, saturated queue): recorded FAILED, replayable.
 PROVIDER_UNAVAILABLE_PREFIX = "provider_unavailable:"
 NO_AVAILABLE_PROVIDER = "no_available_provider"
+REGION_UNAVAILABLE = "region_unavailable"  # every provider region the job allows is out (issue 26)
 RATE_LIMITED = "rate_limited"  # every candidate that fits is at its rate limit this minute (routing_core.rate_limits)
 # Operational (written by the workflow, never by the engine): replayable.
 QUEUE_ERROR_PREFIX = "queue_error:"
@@ -56,8 +57,9 @@ REASON_CODES: dict[str, tuple[str, bool]] = {
     INVALID_ROUTING: ("the job's routing, consent or metadata is malformed (an unknown field, an unknown provider or "
                       "model, maxPriceUsd <= 0, a sort outside the enum), or names both provider and routing; the "
                       "explanation names the field", False),
-    PREFERENCES_UNSATISFIABLE: ("the job's own preferences (order without fallbacks, only, ignore, consent) dropped "
-                                "every candidate; the explanation names the filter that dropped each", False),
+    PREFERENCES_UNSATISFIABLE: ("the job's own preferences (order without fallbacks, only, ignore, consent, regions, "
+                                "residency) dropped every candidate, or its residency is not this router's region; "
+                                "the explanation names the filter that dropped each", False),
     OVER_MAX_PRICE: ("candidates could take the job, but each quotes over the job's routing.maxPriceUsd; the "
                      "rejection's quoteUsd is the cheapest quote", False),
     "missing_required_field:{field}": (
@@ -83,6 +85,9 @@ REASON_CODES: dict[str, tuple[str, bool]] = {
         "recorded FAILED, nothing enqueued; replay once it is back", True),
     NO_AVAILABLE_PROVIDER: ("a rule matched but none of its candidates is available now: recorded FAILED, nothing "
                             "enqueued; replay once one is back", True),
+    REGION_UNAVAILABLE: ("a candidate serves from regions the job allows, but each of them is out now (disabled, its "
+                         "breaker open or its queue saturated in that region): recorded FAILED, nothing enqueued; "
+                         "replay once one is back", True),
     RATE_LIMITED: ("every candidate that could take the job is at its provider's or model's maxJobsPerMinute this "
                    "UTC minute: recorded FAILED, nothing enqueued; replay in the next minute", True),
     "queue_error:{error}": ("SendMessage to the provider queue failed (operational, replayable)", True),
@@ -93,5 +98,5 @@ REASON_CODES: dict[str, tuple[str, bool]] = {
 
 def is_retryable(reason: str) -> bool:
     """Operational failures are replayable; business rejections are final."""
-    return reason in (NO_AVAILABLE_PROVIDER, RATE_LIMITED) or reason.startswith(
+    return reason in (NO_AVAILABLE_PROVIDER, RATE_LIMITED, REGION_UNAVAILABLE) or reason.startswith(
         (QUEUE_ERROR_PREFIX, RULE_ERROR_PREFIX, STATE_ERROR_PREFIX, PROVIDER_UNAVAILABLE_PREFIX))

@@ -161,6 +161,20 @@ class RateLimits(_Strict):
         return self
 
 
+REGION_NAME = r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$"  # an AWS region name: us-east-1, eu-central-2, us-gov-west-1
+
+
+class ProviderRegion(_Strict):
+    """One region the provider serves from: its own queue, in the router's region (docs/ARCHITECTURE.md,
+    "Providers in several regions")."""
+
+    queue: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$", description="SQS queue name, as recorded and emitted")
+    queueUrlEnv: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$", description="environment variable holding its URL")
+    # Explicit, because a JSON object's key order is not kept everywhere (the lock and published versions
+    # are canonical JSON with sorted keys).
+    failoverOrder: int = Field(100, ge=1, le=1000, description="regions are tried lowest first (ties by name)")
+
+
 class Provider(_Strict):
     queue: str = Field(pattern=r"^[A-Za-z0-9_-]{1,80}$", description="SQS queue name, as recorded and emitted")
     queueUrlEnv: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$", description="environment variable holding the queue URL")
@@ -176,6 +190,9 @@ class Provider(_Strict):
     dataPolicy: DataPolicy | None = Field(None, description="none: unknown, treated as retaining inputs")
     rateLimits: RateLimits | None = Field(None, description="the whole provider's rate limit (issue 25)")
     modelRateLimits: dict[str, RateLimits] = Field(default_factory=dict, description="model -> its own rate limit")
+    regions: dict[str, ProviderRegion] = Field(
+        default_factory=dict, description="region name -> its queue and failoverOrder (none: the provider's one "
+                                          "queue, providerRegion \"default\")")
     maxQueueAgeSec: int | None = Field(
         None, ge=60, description="saturated when the queue's oldest message is older (a CloudWatch alarm; >= 60 s, "
                                  "the metric's period)")
@@ -220,6 +237,15 @@ class RoutingTable(_Strict):
                     raise ValueError(f"{where}: {kind}[{position}] routes to {candidate[0]}/{candidate[1]}, which has "
                                      "no price (providers.{0}.prices)".format(candidate[0]))
         for name, provider in self.providers.items():
+            for region in provider.regions:
+                if not re.match(REGION_NAME, region):
+                    raise ValueError(f"providers.{name}.regions: {region!r} is not an AWS region name (us-east-1)")
+            if provider.regions and provider.priorityQueues:
+                raise ValueError(f"providers.{name}: give regions or priorityQueues, not both (a region has one "
+                                 "queue)")
+            if any("@" in model for model in provider.prices):
+                raise ValueError(f"providers.{name}.prices: a model name may not hold '@' (it separates a scope's "
+                                 "region)")
             if provider.defaultModel not in provider.prices:
                 raise ValueError(f"providers.{name}: defaultModel {provider.defaultModel!r} has no price (an explicit "
                                  "request routes to it)")

@@ -176,17 +176,26 @@ def _duration(text: str) -> timedelta:
     raise typer.BadParameter(f"{text!r}: use a number and s, m, h or d, e.g. 15m")
 
 
-def _explain_engine() -> Any:
+def _explain_engine(router_region: str | None = None) -> Any:
     """The engine as deployed: the locked routing table, every provider's queue configured
-    (placeholder URLs) unless the current environment names real ones."""
-    from routing_core.engine import Engine
+    (placeholder URLs) unless the current environment names real ones. It decides a job's residency as a
+    router in `router_region` would (default: the AWS region of the environment)."""
     from routing_core.loading import load_table
 
     table_path = Path(os.environ.get("ROUTING_TABLE_PATH") or project.RULES_FUNCTION / "routing_table.json")
-    table = load_table(table_path)
-    urls = {spec["queueUrlEnv"]: os.environ.get(spec["queueUrlEnv"]) or f"https://sqs.local/{spec['queue']}"
-            for spec in table["providers"].values()}
-    return Engine(table, urls)
+    return explain_engine_of(load_table(table_path), router_region)
+
+
+def explain_engine_of(table: dict[str, Any], router_region: str | None = None) -> Any:
+    """An engine for `table` with every queue it names configured: the environment's URL, or a placeholder."""
+    from routing_core.engine import Engine
+
+    queues = [queue for spec in table["providers"].values()
+              for queue in (spec, *(spec.get("priorityQueues") or {}).values(), *(spec.get("regions") or {}).values())]
+    urls = {queue["queueUrlEnv"]: os.environ.get(queue["queueUrlEnv"]) or f"https://sqs.local/{queue['queue']}"
+            for queue in queues}
+    region = router_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return Engine(table, urls, region)
 
 
 # --- AWS: clients, errors, the stack's outputs ----------------------------------------------

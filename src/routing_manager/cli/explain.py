@@ -85,7 +85,7 @@ def explain(
         raise bad_usage("--live and --state together: choose one")
     try:
         events = read_events(event_file)
-        engine = _explain_engine()
+        engine = _explain_engine(region)
     except (EventFileError, ValueError) as exc:
         raise fail(str(exc)) from None
     availability = _given_state(state) if state is not None else None
@@ -113,7 +113,7 @@ def explain(
             job_id = event.detail.get("jobId") if isinstance(event.detail, dict) else None
             version = pointer.version_for(job_id)[0] if pointer is not None and isinstance(job_id, str) else 0
         if version not in engines:
-            engines[version] = _published_engine(ddb, table_name, version)
+            engines[version] = _published_engine(ddb, table_name, version, region)
         decision = engines[version].decide(event.detail, credit_balance, availability)
         decision["tableVersion"] = version
         del decision["submittedDetail"]  # the job itself, prompt included: what the record keeps, not a decision
@@ -123,21 +123,16 @@ def explain(
         _print_decision(event.origin, decision)
 
 
-def _published_engine(ddb: Any, table_name: str, version: int) -> Any:
+def _published_engine(ddb: Any, table_name: str, version: int, router_region: str | None) -> Any:
     """The engine of a version published on the stack, with the queue URLs `explain` uses for the bundled one."""
     from routing_core import rollout
-    from routing_core.engine import Engine
 
     with _aws_errors():
         try:
             table = rollout.read_version(ddb, table_name, version)
         except LookupError as exc:
             raise fail(f"{exc} (see: routing-manager table versions)") from None
-    import os
-
-    urls = {spec["queueUrlEnv"]: os.environ.get(spec["queueUrlEnv"]) or f"https://sqs.local/{spec['queue']}"
-            for spec in table["providers"].values()}  # as _explain_engine does for the bundled table
-    return Engine(table, urls)
+    return cli.explain_engine_of(table, router_region)
 
 
 def _print_decision(origin: str, decision: Mapping[str, Any]) -> None:

@@ -76,10 +76,16 @@ def wait_until_decided(lam: Any, function: str, scope: str, disabled: bool, writ
     return clock() - written_at
 
 
-def _known_scope(provider: str, model: str | None) -> tuple[str, str | None]:
+def _known_scope(provider: str, model: str | None, region: str | None = None) -> tuple[str, str | None]:
     engine = _explain_engine()
     if provider not in engine.providers:
         raise fail(f"unknown provider {provider!r} (the routing table has: {', '.join(sorted(engine.providers))})")
+    if region is not None:
+        regions = [entry[0] for entry in engine.providers[provider]["regions"]]
+        if region not in regions:
+            listed = f"the routing table lists: {', '.join(regions)}" if regions else \
+                "it lists no regions in the routing table; leave --provider-region out"
+            raise fail(f"--provider-region {region!r}: {provider} does not serve from it ({listed})")
     if model is not None and not model.strip():
         raise fail("--model: give a model name (or leave it out for the whole provider)")
     models = sorted({m for p, m in engine.candidates() if p == provider and m is not None})
@@ -134,7 +140,8 @@ def _kill_switch(stack: str | None, profile: str | None, region: str | None, end
 
 
 def _change_line(detail: dict[str, Any]) -> str:
-    where = detail["provider"] + (f"/{detail['model']}" if detail["model"] else "")
+    where = detail["provider"] + (f"/{detail['model']}" if detail["model"] else "") + (
+        f" in {detail['providerRegion']}" if detail.get("providerRegion") else "")
     if detail["state"] != "disabled":
         return f"{where} enabled"
     until = f" until {detail['until']}" if detail["until"] else " until enabled"
@@ -143,6 +150,9 @@ def _change_line(detail: dict[str, Any]) -> str:
 
 ModelOpt = Annotated[str | None, typer.Option(help="Only this model of the provider (default: the whole "
                                                    "provider).")]
+ProviderRegionOpt = Annotated[str | None, typer.Option(
+    "--provider-region", metavar="REGION", help="Only in this region of the provider (its routing table `regions`); "
+                                                "jobs fail over to its other regions. --region stays the AWS region.")]
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Return once the deployed rules function decides with "
                                                       "the change, and every environment's cache has it.")]
 WaitTimeoutOpt = Annotated[float, typer.Option(min=1, metavar="SECONDS", help="With --wait: give up (exit 1) "
@@ -157,6 +167,7 @@ def provider_disable(
     provider: Annotated[str, typer.Argument(help="A provider of the routing table.", metavar="PROVIDER")],
     reason: Annotated[str, typer.Option(help="Why: kept in the audit trail and shown in every decision.")],
     model: ModelOpt = None,
+    provider_region: ProviderRegionOpt = None,
     for_: Annotated[timedelta | None, typer.Option("--for", parser=_for, metavar="DURATION",
                                                    help="Expire by itself after this long (30m, 2h); default: "
                                                         "until enabled.")] = None,
@@ -173,13 +184,13 @@ def provider_disable(
 
     from routing_manager import providers
 
-    provider, model = _known_scope(provider, model)
+    provider, model = _known_scope(provider, model, provider_region)
     if not reason.strip():
         raise fail("--reason: say why (it is shown in every decision that skips the provider)")
     seconds = for_.total_seconds() if for_ is not None else None
     _kill_switch(stack, profile, region, endpoint_url, lambda ddb, events, table, bus, by: providers.disable(
-        ddb, events, table, bus, provider, model, reason.strip(), seconds, by),
-        scope(provider, model), True, wait, wait_timeout, as_json)
+        ddb, events, table, bus, provider, model, reason.strip(), seconds, by, provider_region),
+        scope(provider, model, provider_region), True, wait, wait_timeout, as_json)
 
 
 @provider_app.command("enable", epilog="Exit codes: 0 enabled; 1 AWS unreachable or refused, or --wait gave up; "
@@ -187,6 +198,7 @@ def provider_disable(
 def provider_enable(
     provider: Annotated[str, typer.Argument(help="A provider of the routing table.", metavar="PROVIDER")],
     model: ModelOpt = None,
+    provider_region: ProviderRegionOpt = None,
     wait: WaitOpt = False,
     wait_timeout: WaitTimeoutOpt = 10.0,
     as_json: JsonOpt = False,
@@ -200,9 +212,10 @@ def provider_enable(
 
     from routing_manager import providers
 
-    provider, model = _known_scope(provider, model)
+    provider, model = _known_scope(provider, model, provider_region)
     _kill_switch(stack, profile, region, endpoint_url, lambda ddb, events, table, bus, by: providers.enable(
-        ddb, events, table, bus, provider, model, by), scope(provider, model), False, wait, wait_timeout, as_json)
+        ddb, events, table, bus, provider, model, by, provider_region), scope(provider, model, provider_region), False,
+        wait, wait_timeout, as_json)
 
 
 @provider_app.command("status", epilog="Exit codes: 0 printed; 1 AWS unreachable or refused.")
@@ -218,16 +231,17 @@ def provider_status(
 
     with _aws_errors():
         table_name = _provider_table(stack, profile, region, endpoint_url)
+        engine = _explain_engine()
         lines = providers.status(cli._aws_client("dynamodb", profile, region, endpoint_url), table_name,
-                                 _explain_engine().candidates())
+                                 [*engine.candidates(), *engine.region_scopes()])
     if as_json:
         for line in lines:
             out.print(json.dumps(line), markup=False, highlight=False)
         return
     view = Table(title="providers", title_justify="left")
-    for column in ("provider", "model", "state", "reason", "until"):
-        view.add_column(column, overflow="fold")
+    columns = ("provider", "model", "providerRegion", "state", "reason", "until")
+    for column in columns:
+        view.add_column("region" if column == "providerRegion" else column, overflow="fold")
     for line in lines:
-        view.add_row(*(_printable(line[key]) if line[key] is not None else "-"
-                       for key in ("provider", "model", "state", "reason", "until")))
+        view.add_row(*(_printable(line[key]) if line[key] is not None else "-" for key in columns))
     out.print(view)

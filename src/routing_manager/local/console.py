@@ -85,9 +85,10 @@ def _target() -> Any:
     import boto3
 
     from routing_manager.cli import jobs
+    from routing_manager.local import stack as local_stack
 
     session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                                    region_name="us-east-1")
+                                    region_name=local_stack.REGION)
     client = {s: session.client(s, endpoint_url=_STATE["endpoint"]) for s in ("dynamodb", "logs", "cloudformation")}
     stack = client["cloudformation"].describe_stacks(StackName=_STATE["stack"])["Stacks"][0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
@@ -244,15 +245,17 @@ def _explanation_rows(view: dict[str, Any], record_detail: dict[str, Any]) -> st
     available; the live decision line (rule, reason) above says what was decided then."""
     from routing_manager import cli
     from routing_manager.cli import explain
+    from routing_manager.local import stack
 
     if not record_detail:
         return "<p>No stored detail to explain.</p>"
     version = view.get("tableVersion") or 0
     if version:
         target = _target()
-        engine = explain._published_engine(target.ddb, target.outputs["ProviderStateTableName"], int(version))
+        engine = explain._published_engine(target.ddb, target.outputs["ProviderStateTableName"], int(version),
+                                           stack.REGION)
     else:
-        engine = cli._explain_engine()
+        engine = cli._explain_engine(stack.REGION)
     decision = engine.decide(record_detail, None, None)
     rows = []
     for step in decision.get("explanation") or []:
