@@ -33,7 +33,7 @@ def cli(stack: LocalStack, *args: str) -> Any:
 
 def status(stack: LocalStack) -> dict[tuple[str, str | None], dict[str, Any]]:
     lines = [json.loads(line) for line in cli(stack, "provider", "status", "--json").stdout.splitlines()]
-    return {(line["provider"], line["model"]): line for line in lines}
+    return {(line["provider"], line["model"]): line for line in lines if line["providerRegion"] is None}
 
 
 def outcome(stack: LocalStack, kind: str, events: Any = None, **detail: Any) -> None:

@@ -41,7 +41,8 @@ def test_canary_publishes_heartbeat_and_touches_no_job_data(fresh_stack: LocalSt
     result = _invoke_heartbeat(fresh_stack)
     assert result == {"error": None, "payload": {
         "heartbeat": 1, "outcome": "route", "provider": "fal", "rule": "short-720p-to-fal", "reason": None,
-        "providers": {"fal": {"fal": "available", "fal#wan-i2v": "available"},
+        "providers": {"fal": {"fal": "available", "fal#wan-i2v": "available", "fal@eu-west-1": "available",
+                              "fal@us-east-1": "available"},
                       "replicate": {"replicate": "available", "replicate#minimax/video-01": "available"}}}}
     assert _datapoints(fresh_stack, HEARTBEAT) == beats + 1
     assert _job_data(fresh_stack) == before

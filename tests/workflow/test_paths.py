@@ -54,14 +54,17 @@ def test_routed_to_fal(stack: LocalStack) -> None:
     [message] = messages_for(stack, "FalJobQueueUrl", detail["jobId"])
     assert body(message) == detail  # the complete original detail
     assert {k: v["StringValue"] for k, v in message["MessageAttributes"].items()} == {
-        "provider": "fal", "model": "wan-i2v", "jobId": detail["jobId"], "quoteUsd": "0.6400", "priority": "normal"}
+        "provider": "fal", "model": "wan-i2v", "jobId": detail["jobId"], "quoteUsd": "0.6400", "priority": "normal",
+        "providerRegion": "us-east-1"}  # fal's first region (routing_table.json)
     assert message["MessageAttributes"]["quoteUsd"]["DataType"] == "Number"
-    assert (record["quoteUsd"], record["priority"]) == (Decimal("0.64"), "normal")  # 8 s at $0.08/s
+    assert (record["quoteUsd"], record["priority"], record["providerRegion"]) == (Decimal("0.64"), "normal",
+                                                                                  "us-east-1")  # 8 s at $0.08/s
 
     [event] = events_for(stack, detail["jobId"])
     assert (event["source"], event["detail-type"]) == ("routing.manager", "video.job.routed")
-    assert set(event["detail"]) == {"jobId", "provider", "model", "queue", "quoteUsd", "priority", "routedBy", "ts",
-                                    "tableVersion"}
+    assert set(event["detail"]) == {"jobId", "provider", "model", "queue", "quoteUsd", "priority", "providerRegion",
+                                    "routedBy", "ts", "tableVersion"}
+    assert event["detail"]["providerRegion"] == "us-east-1"
     assert event["detail"]["tableVersion"] == 0  # the bundled table: nothing published
     assert (event["detail"]["provider"], event["detail"]["queue"]) == ("fal", "FalJobQueue")
     assert (event["detail"]["quoteUsd"], event["detail"]["priority"]) == (0.64, "normal")
