@@ -41,6 +41,8 @@ EXPECTED_ACTIONS = {
     "BatchRoutingStateMachineRole": {"dynamodb:UpdateItem", "lambda:InvokeFunction", "sqs:SendMessage",
                                      "events:PutEvents", *(a for a in STAR_ALLOWED if a.startswith("logs:"))},
     "BatchRoutingStateMachineBatchSubmittedRole": {"states:StartExecution"},
+    # Two regions: the global endpoint puts each submission on the other region's bus too.
+    "GlobalEndpointReplicationRole": {"events:PutEvents"},
 }
 MANAGED_ALLOWED = {"arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
                    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"}
@@ -131,7 +133,7 @@ def test_star_resources_only_where_aws_requires_them(packaged: tuple[dict[str, A
 def test_encryption_at_rest_on_every_queue_and_table_the_template_creates() -> None:
     resources = load_template()["Resources"]
     queues = {k: v for k, v in resources.items() if v["Type"] == "AWS::SQS::Queue"}
-    tables = {k: v for k, v in resources.items() if v["Type"] == "AWS::DynamoDB::Table"}
+    tables = {k: v for k, v in resources.items() if v["Type"] in ("AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable")}
     assert queues and tables
     assert all(q["Properties"].get("SqsManagedSseEnabled") or q["Properties"].get("KmsMasterKeyId")
                for q in queues.values())

@@ -313,3 +313,55 @@ def test_a_task_slowed_by_the_local_process_is_not_timed_out(aws_without: None) 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(DynamoDBBackend, "get_item", slow_get_item)
         assert _run(arn)["status"] == "SUCCEEDED"
+
+
+def _create_stack(name: str, resources: dict[str, Any], outputs: dict[str, Any] | None = None) -> dict[str, str]:
+    import warnings
+
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # moto warns of a resource type it skips
+        cfn.create_stack(StackName=name, TemplateBody=json.dumps({"Resources": resources, "Outputs": outputs or {}}))
+    [stack] = cfn.describe_stacks(StackName=name)["Stacks"]
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+@with_and_without(adapters.share_global_table_replicas,
+                  "CloudFormation skips AWS::DynamoDB::GlobalTable, and a replica region has no table")
+def test_a_global_table_replica_sees_the_latest_claim(aws_without: None) -> None:
+    _create_stack("global-table", {"Claims": {"Type": "AWS::DynamoDB::GlobalTable", "Properties": {
+        "TableName": "claims", "BillingMode": "PAY_PER_REQUEST", "MultiRegionConsistency": "STRONG",
+        "KeySchema": [{"AttributeName": "k", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "k", "AttributeType": "S"}],
+        "GlobalTableWitnesses": [{"Region": "us-east-2"}],
+        "Replicas": [{"Region": REGION}, {"Region": "us-west-2"}]}}})
+
+    def claim(region: str) -> bool:
+        try:
+            boto3.client("dynamodb", region_name=region).update_item(
+                TableName="claims", Key={"k": {"S": "job"}}, UpdateExpression="SET holder = :me",
+                ConditionExpression="attribute_not_exists(holder)", ExpressionAttributeValues={":me": {"S": region}})
+            return True
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+
+    # MRSC: the second region's condition is checked against the first region's write.
+    assert [claim("us-west-2"), claim(REGION)] == [True, False]
+    item = boto3.client("dynamodb", region_name=REGION).get_item(
+        TableName="claims", Key={"k": {"S": "job"}}, ConsistentRead=True)["Item"]
+    assert item["holder"] == {"S": "us-west-2"}
+
+
+@with_and_without(adapters.create_cfn_global_endpoints,
+                  "no EventBridge global endpoints: a stack whose Outputs read one fails to create")
+def test_a_global_endpoint_has_its_id(aws_without: None) -> None:
+    outputs = _create_stack("global-endpoint", {"Endpoint": {"Type": "AWS::Events::Endpoint", "Properties": {
+        "Name": "submissions", "EventBuses": [{"EventBusArn": f"arn:aws:events:{r}:123456789012:event-bus/b"}
+                                              for r in (REGION, "us-west-2")],
+        "RoutingConfig": {"FailoverConfig": {"Primary": {"HealthCheck": "arn:aws:route53:::healthcheck/h"},
+                                             "Secondary": {"Route": "us-west-2"}}},
+        "ReplicationConfig": {"State": "DISABLED"}}}},
+        {"Id": {"Value": {"Fn::GetAtt": ["Endpoint", "EndpointId"]}}})
+    assert outputs["Id"]

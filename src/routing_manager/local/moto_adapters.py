@@ -35,6 +35,9 @@ docs/LOCAL_STACK.md has the same list with the reasons.
 | DynamoDB conditional writes are not atomic across threads:    | serialize_dynamodb_requests      |
 |   two concurrent claims can both succeed (found by the        |                                  |
 |   duplicate storm)                                            |                                  |
+| CloudFormation skips AWS::DynamoDB::GlobalTable; a replica   | share_global_table_replicas      |
+|   region has no table (MRSC: one strongly consistent copy)    |                                  |
+| No EventBridge global endpoints; CloudFormation skips them    | create_cfn_global_endpoints      |
 | Responses go through a slow generic serializer (40 % of a run | execution_statuses,              |
 |   spent listing and describing executions); list tokens go    |   read_execution                 |
 |   stale while executions end                                  |                                  |
@@ -780,6 +783,108 @@ def serialize_dynamodb_requests(patches: contextlib.ExitStack) -> None:
     patches.enter_context(mock.patch.object(DynamoHandler, "call_action", call_action))
 
 
+# --- DynamoDB global tables (MRSC) ------------------------------------------------------
+
+class _CfnGlobalTable:
+    """AWS::DynamoDB::GlobalTable for moto's CloudFormation: the table, created in the stack's region, and
+    the same table object in every replica region."""
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
+                                        account_id: str, region_name: str, **kwargs: Any) -> Any:
+        from moto.dynamodb.models import dynamodb_backends
+
+        props = cloudformation_json["Properties"]
+        name = props.get("TableName") or resource_name
+        table = dynamodb_backends[account_id][region_name].create_table(
+            name=name, schema=props["KeySchema"], attr=props["AttributeDefinitions"],
+            global_indexes=props.get("GlobalSecondaryIndexes", []), indexes=props.get("LocalSecondaryIndexes", []),
+            throughput=None, streams=props.get("StreamSpecification"), billing_mode="PAY_PER_REQUEST",
+            sse_specification=props.get("SSESpecification"), tags=[], deletion_protection_enabled=False,
+            warm_throughput=None)
+        for replica in props.get("Replicas", []):
+            if replica["Region"] != region_name:
+                dynamodb_backends[account_id][replica["Region"]].tables[name] = table
+        return table
+
+    @classmethod
+    def delete_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
+                                        account_id: str, region_name: str) -> None:
+        from moto.dynamodb.models import dynamodb_backends
+
+        props = cloudformation_json.get("Properties", {})
+        name = props.get("TableName") or resource_name
+        for region in {region_name, *(r["Region"] for r in props.get("Replicas", []))}:
+            dynamodb_backends[account_id][region].tables.pop(name, None)
+
+    @staticmethod
+    def has_cfn_attr(attr: str) -> bool:
+        return attr in ("Arn", "StreamArn")
+
+
+def share_global_table_replicas(patches: contextlib.ExitStack) -> None:
+    """A global table's replica region reads and writes the one table its stack created, strongly
+    consistently: what an MRSC global table promises (a conditional write is checked against the latest
+    version of the item, whichever region writes; DynamoDB developer guide, "How global tables work").
+    moto's CloudFormation skips AWS::DynamoDB::GlobalTable (with a warning), and moto has no replication:
+    the second region's router would find no table. One shared object models MRSC, not MREC, whose
+    replicas diverge for the replication lag (docs/RELIABILITY.md, "The router in two regions")."""
+    from moto.cloudformation import parsing
+
+    original = parsing.resource_class_from_type
+
+    def resource_class_from_type(resource_type: str) -> Any:
+        return _CfnGlobalTable if resource_type == "AWS::DynamoDB::GlobalTable" else original(resource_type)
+
+    patches.enter_context(mock.patch.object(parsing, "resource_class_from_type", resource_class_from_type))
+
+
+class _CfnGlobalEndpoint:
+    """AWS::Events::Endpoint for moto's CloudFormation: its id and URL, as Ref and GetAtt give them. No
+    routing: a test delivers each submission to both regions' buses itself, as replication does."""
+
+    def __init__(self, name: str, region: str, account_id: str) -> None:
+        self.name = name
+        self.physical_resource_id = name  # Ref gives the endpoint's name on AWS
+        self.endpoint_id = f"{uuid.uuid4().hex[:8]}.{uuid.uuid4().hex[:4]}"
+        self.endpoint_url = f"https://{self.endpoint_id}.endpoint.events.amazonaws.com"
+        self.arn = f"arn:aws:events:{region}:{account_id}:endpoint/{name}"
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
+                                        account_id: str, region_name: str, **kwargs: Any) -> Any:
+        return cls(cloudformation_json["Properties"].get("Name") or resource_name, region_name, account_id)
+
+    @classmethod
+    def delete_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
+                                        account_id: str, region_name: str) -> None:
+        return None
+
+    @staticmethod
+    def has_cfn_attr(attr: str) -> bool:
+        return attr in ("Arn", "EndpointId", "EndpointUrl")
+
+    def get_cfn_attribute(self, attr: str) -> str:
+        return {"Arn": self.arn, "EndpointId": self.endpoint_id, "EndpointUrl": self.endpoint_url}[attr]
+
+    @staticmethod
+    def is_created() -> bool:
+        return True
+
+
+def create_cfn_global_endpoints(patches: contextlib.ExitStack) -> None:
+    """The two-region stack deploys: moto has no EventBridge global endpoints, and its CloudFormation
+    refuses a stack whose Outputs read an attribute of a resource type it skips (GlobalEndpointId)."""
+    from moto.cloudformation import parsing
+
+    original = parsing.resource_class_from_type
+
+    def resource_class_from_type(resource_type: str) -> Any:
+        return _CfnGlobalEndpoint if resource_type == "AWS::Events::Endpoint" else original(resource_type)
+
+    patches.enter_context(mock.patch.object(parsing, "resource_class_from_type", resource_class_from_type))
+
+
 # --- reading executions -----------------------------------------------------------------
 
 def _parser_backend(arn: str) -> Any:
@@ -1249,7 +1354,7 @@ GAPS: tuple[Callable[[contextlib.ExitStack], None], ...] = (
     serialize_dynamodb_requests, failure_causes_as_text, run_express_machines_as_express,
     enforce_state_payload_quota, enforce_express_time_limit, enforce_event_entry_size, enforce_sqs_message_size,
     log_executions_to_cloudwatch, name_eventbridge_sdk_integration, indefinite_paths_as_lists,
-    give_task_timeouts_headroom,
+    give_task_timeouts_headroom, share_global_table_replicas, create_cfn_global_endpoints,
 )
 # What only makes it faster: ROUTING_MANAGER_LOCAL_SPEEDUPS=0 runs without them (and slowly: retry
 # waits as long as on AWS, a parse and a client per call).

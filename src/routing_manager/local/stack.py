@@ -81,11 +81,12 @@ class LocalStack:
     tap_queue_url: str
     endpoint_url: str | None = None
     name: str = STACK_NAME
+    region: str = REGION
     _seen_events: list[dict[str, Any]] = field(default_factory=list)
     _seen_messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
-        return self.session.client(service, region_name=REGION, endpoint_url=self.endpoint_url)
+        return self.session.client(service, region_name=self.region, endpoint_url=self.endpoint_url)
 
     @property
     def state_machine_arn(self) -> str:
@@ -141,11 +142,12 @@ def quiet_moto() -> None:
 
 def deploy(session: Any | None = None, endpoint_url: str | None = None, parameters: dict[str, str] | None = None,
            stack_name: str = STACK_NAME, function_environment: dict[str, str] | None = None,
-           echo_logs: Callable[[str], None] | None = None) -> LocalStack:
+           echo_logs: Callable[[str], None] | None = None, region: str = REGION) -> LocalStack:
     """Deploy template.yaml into moto (in process under mocked_aws(), or a moto server at endpoint_url).
 
     `function_environment` is added to every function's Environment (UpdateFunctionConfiguration, as
-    on AWS) before any environment starts; `echo_logs` receives every line the functions print."""
+    on AWS) before any environment starts; `echo_logs` receives every line the functions print; `region`
+    is the region deployed to (a second region's stack beside the first, for a two-region deployment)."""
     import boto3
 
     moto_adapters.install()
@@ -154,14 +156,14 @@ def deploy(session: Any | None = None, endpoint_url: str | None = None, paramete
     if not functions_endpoint:
         raise RuntimeError("the local stack's functions need an endpoint: deploy inside mocked_aws() or give one")
     session = session or boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                                               region_name=REGION)
+                                               region_name=region)
     params = {"Stage": "local", "LogLevel": "ALL", **(parameters or {})}  # job show reads each state from the log
     sam = load_template()
     sam_functions = {logical: res["Properties"] for logical, res in sam["Resources"].items()
                      if res["Type"] == "AWS::Serverless::Function"}
     cfn_template = moto_adapters.definition_substitutions_as_join(translate(sam, params))
 
-    cfn = session.client("cloudformation", region_name=REGION, endpoint_url=endpoint_url)
+    cfn = session.client("cloudformation", region_name=region, endpoint_url=endpoint_url)
     # Resources moto's CloudFormation does not model (QueuePolicy, Dashboard): nothing local needs them.
     warnings.filterwarnings("ignore", message="Tried to parse AWS::.* but it's not supported")
     cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(cfn_template),
@@ -172,10 +174,10 @@ def deploy(session: Any | None = None, endpoint_url: str | None = None, paramete
         raise RuntimeError(f"local deploy failed: {stack['StackStatus']} {stack.get('StackStatusReason', '')}")
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
-    lam = session.client("lambda", region_name=REGION, endpoint_url=endpoint_url)
+    lam = session.client("lambda", region_name=region, endpoint_url=endpoint_url)
     resources = cfn.describe_stack_resources(StackName=stack_name)["StackResources"]
     physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in resources if "LogicalResourceId" in r}
-    sink = lambda_runtime.LogSink(ACCOUNT, REGION, echo_logs)
+    sink = lambda_runtime.LogSink(ACCOUNT, region, echo_logs)
     functions: dict[str, lambda_runtime.Function] = {}
     for res in resources:
         logical = res.get("LogicalResourceId", "")
@@ -196,9 +198,9 @@ def deploy(session: Any | None = None, endpoint_url: str | None = None, paramete
         moto_adapters.LOCAL_FUNCTIONS[fn.arn] = fn
         functions[fn.name] = fn
 
-    tap = _create_event_tap(session, endpoint_url, outputs.get("EventBusName", "default"), stack_name)
+    tap = _create_event_tap(session, endpoint_url, outputs.get("EventBusName", "default"), stack_name, region)
     return LocalStack(session=session, outputs=outputs, functions=functions, tap_queue_url=tap,
-                      endpoint_url=endpoint_url, name=stack_name)
+                      endpoint_url=endpoint_url, name=stack_name, region=region)
 
 
 ACCOUNT = "123456789012"  # moto's default account: what the dummy credentials map to
@@ -220,10 +222,10 @@ def _function_config(config: dict[str, Any], sam: dict[str, Any], env: dict[str,
         log_format=str(logging_config.get("LogFormat", "Text")))
 
 
-def _create_event_tap(session: Any, endpoint_url: str | None, bus: str, stack_name: str) -> str:
+def _create_event_tap(session: Any, endpoint_url: str | None, bus: str, stack_name: str, region: str) -> str:
     """An SQS queue receiving every routing.manager event: what a downstream consumer would see."""
-    sqs = session.client("sqs", region_name=REGION, endpoint_url=endpoint_url)
-    events = session.client("events", region_name=REGION, endpoint_url=endpoint_url)
+    sqs = session.client("sqs", region_name=region, endpoint_url=endpoint_url)
+    events = session.client("events", region_name=region, endpoint_url=endpoint_url)
     name = TAP_QUEUE if stack_name == STACK_NAME else f"{stack_name}-event-tap"
     url: str = sqs.create_queue(QueueName=name)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -282,15 +284,15 @@ def mocked_aws() -> Iterator[None]:
 
 
 def deploy_unique(parameters: dict[str, str] | None = None,
-                  function_environment: dict[str, str] | None = None) -> LocalStack:
+                  function_environment: dict[str, str] | None = None, region: str = REGION) -> LocalStack:
     """Another stack beside the others in the same moto (own name, own Jobs-{Stage} table)."""
     import boto3
 
     suffix = uuid.uuid4().hex[:8]
     bus = f"routing-{suffix}"  # its own bus, or every stack's rule would start an execution per event
-    boto3.client("events", region_name=REGION).create_event_bus(Name=bus)
+    boto3.client("events", region_name=region).create_event_bus(Name=bus)
     return deploy(parameters={"Stage": f"t{suffix}", "EventBusName": bus, **(parameters or {})},
-                  stack_name=f"{STACK_NAME}-{suffix}", function_environment=function_environment)
+                  stack_name=f"{STACK_NAME}-{suffix}", function_environment=function_environment, region=region)
 
 
 @contextlib.contextmanager
