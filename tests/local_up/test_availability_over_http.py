@@ -24,8 +24,8 @@ def provider_of(record: dict[str, Any]) -> Any:
 def test_kill_switch_spills_over_and_the_heartbeat_reports_it(up: LocalUp) -> None:
     assert provider_of(up.run(job())) == "fal"
     up.cli("provider", "disable", "fal", "--reason", "fal incident 4711")
-    assert {"provider": "fal", "model": None, "state": "disabled", "reason": "fal incident 4711",
-            "until": None} in status(up)
+    assert {"provider": "fal", "model": None, "providerRegion": None, "state": "disabled",
+            "reason": "fal incident 4711", "until": None} in status(up)
     # Within the rules function's 2 s cache, the next eligible job goes to Replicate.
     until(lambda: provider_of(up.run(job())) == "replicate", 30, "a job to spill over to replicate")
     strict = up.run(job(provider="fal"))
@@ -37,6 +37,50 @@ def test_kill_switch_spills_over_and_the_heartbeat_reports_it(up: LocalUp) -> No
     until(lambda: provider_of(up.run(job())) == "fal", 30, "jobs to go back to fal")
     error, beat = up.heartbeat()
     assert error is None and beat["providers"]["fal"]["fal"] == "available"
+
+
+def message_in(up: LocalUp, queue_output: str, job_id: str) -> dict[str, Any] | None:
+    """The job's message in one of the stack's queues (`aws sqs receive-message`), once it is there."""
+    answer = up.aws("sqs", "receive-message", "--queue-url", up.outputs[queue_output], "--max-number-of-messages",
+                    "10", "--message-attribute-names", "All", "--visibility-timeout", "0") or {}
+    return next((m for m in answer.get("Messages", []) if json.loads(m["Body"])["jobId"] == job_id), None)
+
+
+def test_a_provider_region_out_fails_over_and_residency_is_kept(up: LocalUp, tmp_path: Any) -> None:
+    """fal serves from us-east-1 and eu-west-1 (the shipped routing table): one region's kill switch fails
+    its jobs over to the other; a job that must stay in the US waits for its one US region."""
+    changed = json.loads(up.cli("provider", "disable", "fal", "--provider-region", "us-east-1", "--reason",
+                                "fal us-east-1 outage", "--json").stdout)
+    assert (changed["provider"], changed["providerRegion"], changed["state"]) == ("fal", "us-east-1", "disabled")
+    assert {"provider": "fal", "model": None, "providerRegion": "us-east-1", "state": "disabled",
+            "reason": "fal us-east-1 outage", "until": None} in status(up)
+    moved = until(lambda: (r := up.run(job())) and r.get("providerRegion") == "eu-west-1" and r, 30,
+                  "a fal job to fail over to eu-west-1")
+    assert (moved["provider"], moved["queue"]) == ("fal", "FalEuJobQueue")
+    message = until(lambda: message_in(up, "FalEuJobQueueUrl", moved["jobId"]), 30, "the job's message in eu-west-1")
+    assert message["MessageAttributes"]["providerRegion"]["StringValue"] == "eu-west-1"
+    routed = until(lambda: [e for e in up.events() if e["detail"].get("jobId") == moved["jobId"]], 30,
+                   "the job's routed event")
+    assert routed[0]["detail"]["providerRegion"] == "eu-west-1"
+    event = tmp_path / "job.json"
+    event.write_text(json.dumps(job()))
+    assert "failed over from us-east-1 disabled: fal us-east-1 outage" in up.cli("explain", "--live", str(event)).stdout
+
+    us_only = up.run(job(routing={"residency": "us"}))  # replicate lists no regions; eu-west-1 is not in the US
+    assert (us_only["status"], us_only["failureReason"]) == ("FAILED", "region_unavailable")
+    eu = up.run(job(routing={"residency": "eu"}))  # this router runs in us-east-1: final, not replayable here
+    assert (eu["status"], eu["rejectionReason"]) == ("REJECTED", "preferences_unsatisfiable")
+    unknown = up.run(job(routing={"regions": ["ap-south-1"]}))
+    assert (unknown["status"], unknown["rejectionReason"]) == ("REJECTED", "invalid_routing")
+
+    wrong = up.cli("provider", "disable", "fal", "--provider-region", "ap-south-1", "--reason", "x", check=False)
+    assert (wrong.returncode, wrong.stderr.strip()) == (2, "error: --provider-region 'ap-south-1': fal does not "
+                                                           "serve from it (the routing table lists: us-east-1, "
+                                                           "eu-west-1)")
+    up.cli("provider", "enable", "fal", "--provider-region", "us-east-1")
+    until(lambda: up.run(job()).get("providerRegion") == "us-east-1", 30, "fal jobs to go back to us-east-1")
+    back = up.run(job(routing={"residency": "us"}))
+    assert (back["status"], back["provider"], back["providerRegion"]) == ("ROUTED", "fal", "us-east-1")
 
 
 def test_a_timed_disable_expires_by_itself(up: LocalUp) -> None:

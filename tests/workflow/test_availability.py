@@ -130,6 +130,20 @@ def test_provider_errors_open_the_breaker_and_jobs_spill_over(fresh_stack: Local
     assert [(c["change"], c["by"]) for c in opened] == [("breaker_opened", "circuit-breaker")]
 
 
+def test_errors_in_one_provider_region_open_its_breaker_there_and_jobs_fail_over(fresh_stack: LocalStack) -> None:
+    for _ in range(6):  # the invoker echoes the message's providerRegion attribute
+        outcome(fresh_stack, "failed", errorType="provider_error", providerRegion="us-east-1")
+    lines = [json.loads(line) for line in cli(fresh_stack, "provider", "status", "--json").stdout.splitlines()]
+    states = {(line["provider"], line["model"], line["providerRegion"]): line["state"] for line in lines}
+    assert (states[("fal", "wan-i2v", "us-east-1")], states[("fal", "wan-i2v", None)]) == ("open", "available")
+    fresh_state()
+    [result] = submit(fresh_stack, job())
+    assert (result.status, result.provider, result.queue) == ("ROUTED", "fal", "FalEuJobQueue")
+    assert fresh_stack.record(result.jobId)["providerRegion"] == "eu-west-1"  # type: ignore[index]
+    [opened] = [e["detail"] for e in fresh_stack.outcome_events() if e["detail-type"] == "routing.provider.changed"]
+    assert (opened["change"], opened["model"], opened["providerRegion"]) == ("breaker_opened", "wan-i2v", "us-east-1")
+
+
 def test_invalid_input_is_the_jobs_fault_and_never_opens_the_breaker(fresh_stack: LocalStack) -> None:
     for _ in range(20):
         outcome(fresh_stack, "failed", errorType="invalid_input")

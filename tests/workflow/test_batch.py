@@ -103,13 +103,14 @@ def test_a_100_job_batch_with_7_invalid_and_3_duplicates_routes_each_valid_job_o
         assert record["batchId"] == detail["batchId"]
         [message] = messages_for(stack, "FalJobQueueUrl", routed["jobId"])
         assert body(message) == routed
-        assert message["MessageAttributes"]["provider"]["StringValue"] == "fal"
-        assert record["messageId"] == message["MessageId"]
+        assert {k: message["MessageAttributes"][k]["StringValue"] for k in ("provider", "providerRegion")} == {
+            "provider": "fal", "providerRegion": "us-east-1"}
+        assert (record["messageId"], record["providerRegion"]) == (message["MessageId"], "us-east-1")
         assert json.loads(record["submittedDetail"]) == routed
         [event] = events_for(stack, routed["jobId"])
         assert event["detail-type"] == "video.job.routed"
-        assert {k: event["detail"][k] for k in ("provider", "queue", "routedBy")} == {
-            "provider": "fal", "queue": "FalJobQueue", "routedBy": "RoutingManager"}
+        assert {k: event["detail"][k] for k in ("provider", "queue", "providerRegion", "routedBy")} == {
+            "provider": "fal", "queue": "FalJobQueue", "providerRegion": "us-east-1", "routedBy": "RoutingManager"}
     for rejected, (_, reason) in zip(invalid, INVALID, strict=False):
         record = stack.record(rejected["jobId"])
         assert_in_contract(record)
