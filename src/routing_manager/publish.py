@@ -47,10 +47,12 @@ class Published:
         return self.outcome == "sent"
 
 
-def validation_error(detail: Any, known_models: Mapping[str, frozenset[str]] | None = None) -> str | None:
-    """None for a job the contract accepts, else one line naming each bad field. `routing` names providers
-    and models: they are checked against `known_models` (provider -> its models), by default the routing
-    table the rules function ships with (ROUTING_TABLE_PATH overrides it, as for `explain`)."""
+def validation_error(detail: Any, known_models: Mapping[str, frozenset[str]] | None = None,
+                     known_regions: frozenset[str] | None = None) -> str | None:
+    """None for a job the contract accepts, else one line naming each bad field. `routing` names providers,
+    models and provider regions: they are checked against `known_models` (provider -> its models) and
+    `known_regions`, by default the routing table the rules function ships with (ROUTING_TABLE_PATH overrides
+    it, as for `explain`)."""
     from pydantic import ValidationError
     from routing_core import preferences
     from routing_core.contract import SubmittedJob
@@ -67,21 +69,24 @@ def validation_error(detail: Any, known_models: Mapping[str, frozenset[str]] | N
             parts.append(f"{field}: {message}")
         return "; ".join(parts)
     try:
-        preferences.parse(detail, known_models if known_models is not None else _bundled_models())
+        preferences.parse(detail, known_models if known_models is not None else _bundled_table()[0], None,
+                          known_regions if known_regions is not None else _bundled_table()[1])
     except ValueError as exc:
         return f"{INVALID_ROUTING}: {exc}"
     return None
 
 
 @functools.cache
-def _bundled_models() -> dict[str, frozenset[str]]:
+def _bundled_table() -> tuple[dict[str, frozenset[str]], frozenset[str]]:
+    """(provider -> its models, every provider region) of the routing table the rules function ships with."""
     import os
     from pathlib import Path
 
     from routing_core.loading import DEFAULT_TABLE, load_table
 
     table = load_table(Path(os.environ.get("ROUTING_TABLE_PATH") or DEFAULT_TABLE))
-    return {name: frozenset(spec.get("prices", {})) for name, spec in table["providers"].items()}
+    return ({name: frozenset(spec.get("prices", {})) for name, spec in table["providers"].items()},
+            frozenset(region for spec in table["providers"].values() for region in spec.get("regions") or {}))
 
 
 def entry_size(entry: dict[str, Any]) -> int:

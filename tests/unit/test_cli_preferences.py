@@ -70,10 +70,19 @@ def test_table_show_refuses_a_bad_table_in_one_line(tmp_path: Path) -> None:
 def test_publish_refuses_bad_preferences_before_sending(tmp_path: Path) -> None:
     for routing, message in ((({"order": ["runway"]}), "invalid_routing: routing.order[0]: unknown provider"),
                              ({"sort": "speed"}, "routing.sort: Input should be 'price'"),
-                             ({"maxPriceUsd": -1}, "routing.maxPriceUsd: Input should be greater than 0")):
+                             ({"maxPriceUsd": -1}, "routing.maxPriceUsd: Input should be greater than 0"),
+                             ({"regions": ["ap-south-1"]}, "invalid_routing: routing.regions[0]: no provider serves "
+                                                           "from ap-south-1 (known: eu-west-1, us-east-1)"),
+                             ({"residency": "asia"}, "routing.residency: Input should be 'eu' or 'us'")):
         path = write(tmp_path, {**JOB, "routing": routing})
         result = runner.invoke(app, ["publish", path, "--endpoint-url", "http://127.0.0.1:9"])
         assert result.exit_code == 2, result.output
         lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and message in lines[0], result.stderr
         assert "0 sent, 1 invalid" in result.output
+
+
+def test_publish_accepts_the_regions_the_bundled_table_lists() -> None:
+    from routing_manager.publish import validation_error
+
+    assert validation_error({**JOB, "routing": {"regions": ["eu-west-1"], "residency": "eu"}}) is None
