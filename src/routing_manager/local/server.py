@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
+import select
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -53,19 +56,37 @@ def exit_anyway_after(seconds: float, code: int, why: str) -> None:
     timer.start()
 
 
+def wait_for_stop_signal() -> Callable[[], None]:
+    """Catch SIGINT and SIGTERM now; the returned call blocks until one arrives. The kernel may hand a
+    process's signal to any of its threads, and then a main thread asleep on a lock never wakes to run the
+    Python handler (a rare hang at `kill`). The C handler writes to a wakeup fd from whichever thread it
+    ran on, and select() on that fd always wakes."""
+    wake_read, wake_write = socket.socketpair()
+    wake_write.setblocking(False)
+    signal.set_wakeup_fd(wake_write.fileno(), warn_on_full_buffer=False)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)  # caught, so the wakeup fd sees it; the fd says which
+
+    def wait() -> None:
+        select.select([wake_read], [], [])
+        signal.set_wakeup_fd(-1)
+        wake_read.close()
+        wake_write.close()
+    return wait
+
+
 def serve(host: str, port: int, announce: Callable[[str], None], routing_table: Path | None = None,
           echo_logs: Callable[[str], None] | None = None) -> None:
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1` prints every thread's stack
     server, deployed = start(host, port, routing_table, echo_logs)
     alarms = moto_adapters.AlarmEvaluator(stack.ACCOUNT, stack.REGION)
+    wait = wait_for_stop_signal()  # before the ready line: a client may stop us the moment it reads it
     announce(json.dumps({
         "endpoint": deployed.endpoint_url, "region": stack.REGION, "stack": stack.STACK_NAME,
         "outputs": deployed.outputs, "eventTapQueueUrl": deployed.tap_queue_url,
         "consoleUrl": f"{deployed.endpoint_url}/console",
     }))
-    stopped = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
-    stopped.wait()
+    wait()
     exit_anyway_after(15.0, 0, "local up: stopping the stack took over 15 s")
     alarms.stop()
     stack.release(deployed)  # every function's process ends with the stack
