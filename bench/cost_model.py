@@ -10,8 +10,6 @@ Lambda durations on AWS, cold-start rate, X-Ray sampling) are named constants be
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import sys
@@ -79,8 +77,9 @@ def measure() -> dict[str, Any]:
         return {**base, **changes}
 
     routed, rejected = detail(), detail(lengthSec=30, resolution="1080p")
-    lambda_log = io.StringIO()
-    with contextlib.redirect_stdout(lambda_log), stack.running() as local:
+    printed: list[str] = []  # "[function] line", every line the functions' processes print
+    with stack.running(echo_logs=printed.append) as local:
+        rules = local.outputs["RulesFunctionName"]
         first = runner.publish_and_wait(local, [SubmittedEvent("frontend.api", "video.job.submitted", d, "cost")
                                                  for d in (routed, rejected)])
         second = runner.publish_and_wait(local, [SubmittedEvent("frontend.api", "video.job.submitted", routed,
@@ -99,7 +98,8 @@ def measure() -> dict[str, Any]:
     item_bytes = sum(len(k) + len(json.dumps(v)) for k, v in record.items())
     claim_bytes = sum(len(k) + len(json.dumps(v)) for k, v in record.items()
                       if k in ("jobId", "status", "claimedBy", "claimedAt", "submittedDetail", "attempts"))
-    log_lines = [line for line in lambda_log.getvalue().splitlines() if line.startswith("{")]
+    log_lines = [line for name, _, line in (p.partition("] ") for p in printed)
+                 if name == f"[{rules}" and line.startswith("{")]
     invocations = sum(1 for line in log_lines if '"RoutingAttempts"' in line)  # one EMF line each, the duplicate's too
     return {"paths": paths, "item_bytes": item_bytes, "claim_bytes": claim_bytes,
             "lambda_log_bytes_per_invocation": sum(len(line) + 1 for line in log_lines) / invocations,

@@ -40,3 +40,14 @@ def test_both_designs_pay_the_same_events_writes_and_send() -> None:
     for service in ("EventBridge (submitted + outcome event)", "DynamoDB writes", "SQS"):
         assert router[service] == pytest.approx(single[service])
     assert "Step Functions EXPRESS requests" not in single
+
+
+@pytest.mark.local_stack
+def test_measure_counts_what_a_routed_a_rejected_and_a_duplicate_job_cost_on_the_local_stack() -> None:
+    """`make bench` measures the inputs on the local stack; its Lambda log bytes are the rules function's lines
+    as its own process prints them (they once came from this process's stdout, and measured none)."""
+    m = cost_model.measure()
+    assert {"ROUTED", "REJECTED", "DUPLICATE"} <= set(m["paths"])
+    assert m["paths"]["ROUTED"]["requests"]["sqs"] == 1
+    assert 100 < m["lambda_log_bytes_per_invocation"] < 4000  # one EMF line per decision
+    assert m["claim_bytes"] < m["item_bytes"]
