@@ -10,7 +10,9 @@ boto3 (in the Lambda runtime): this package is its code. The fit, per segment, s
 - quality of completed jobs: a normal mean with a prior worth k pseudo-scores at the pooled mean q0:
   (k q0 + Σq) / (k + nq).
 Buckets are weighted by 0.5 ** (age / FIT_HALF_LIFE_SEC). A failed fit raises (the function's Errors metric);
-the rules function keeps deciding with the last model written.
+the rules function keeps deciding with the last model written. Each fit written counts one `QualityModelFits`
+(EMF): the quality-model-stale alarm fires when an hour passes without one, whatever stopped the fits (an
+error, a disabled schedule, a denied write), since the model the rules function evaluates is then aging.
 """
 
 from __future__ import annotations
@@ -49,7 +51,18 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     segments = sum(len(scope["segments"]) for scope in model["scopes"].values())
     print(json.dumps({"level": "INFO", "message": "quality model written", "scopes": len(model["scopes"]),
                       "segments": segments}))
+    print(json.dumps(fit_metrics(segments, now)))
     return {"scopes": len(model["scopes"]), "segments": segments, "fittedAt": model["fittedAt"]}
+
+
+def fit_metrics(segments: int, now: float) -> dict[str, Any]:
+    """The EMF line of a fit written: QualityModelFits (the stale alarm's heartbeat) and the segments fitted."""
+    return {"_aws": {"Timestamp": int(now * 1000), "CloudWatchMetrics": [{
+        "Namespace": os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "VideoJobRouting"), "Dimensions": [["service"]],
+        "Metrics": [{"Name": "QualityModelFits", "Unit": "Count"},
+                    {"Name": "QualityModelSegments", "Unit": "Count"}]}]},
+        "service": os.environ.get("POWERTOOLS_SERVICE_NAME", "routing-manager"),
+        "QualityModelFits": 1, "QualityModelSegments": segments}
 
 
 def read(ddb: Any, table: str, now: float) -> list[dict[str, Any]]:

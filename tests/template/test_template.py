@@ -164,4 +164,11 @@ def test_alarms_and_dashboard_are_in_the_template(sam: dict[str, Any]) -> None:
     assert alarms["HeartbeatMissingAlarm"]["Properties"]["TreatMissingData"] == "breaching"
     assert alarms["NoRoutingAlarm"]["Properties"]["TreatMissingData"] == "breaching"
     assert alarms["HighRejectionRateAlarm"]["Properties"]["Threshold"] == 10
+    # An hour without a quality model fit: 4 periods of the 15-minute schedule, each with no fit counted.
+    stale = alarms["QualityModelStaleAlarm"]["Properties"]
+    assert (stale["MetricName"], stale["Period"] * stale["EvaluationPeriods"], stale["Threshold"],
+            stale["ComparisonOperator"], stale["TreatMissingData"]) == (
+        "QualityModelFits", 3600, 1, "LessThanThreshold", "breaching")
+    schedule = sam["Resources"]["QualityModelFunction"]["Properties"]["Events"]["EveryFifteenMinutes"]
+    assert schedule["Properties"]["Schedule"] == "rate(15 minutes)"
     assert resources(sam, "AWS::CloudWatch::Dashboard")

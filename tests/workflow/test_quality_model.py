@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +90,24 @@ def test_outcomes_fit_the_quality_model_and_move_a_best_value_choice_for_the_wea
             break
     assert seen[-1] == "replicate" and set(seen[:-1]) <= {"fal"}, seen
     assert route(stack, 8) == "fal"  # the segment where fal is good stays with fal
+
+
+def _fits_counted(stack: LocalStack) -> float:
+    now = datetime.now(UTC)
+    points = stack.client("cloudwatch").get_metric_statistics(
+        Namespace="VideoJobRouting", MetricName="QualityModelFits",
+        Dimensions=[{"Name": "service", "Value": "routing-manager"}],
+        StartTime=now - timedelta(hours=1), EndTime=now + timedelta(minutes=5), Period=3600,
+        Statistics=["Sum"])["Datapoints"]
+    return sum(p["Sum"] for p in points)
+
+
+def test_each_fit_written_counts_the_metric_the_stale_alarm_watches(stack: LocalStack) -> None:
+    before = _fits_counted(stack)
+    fit(stack)
+    fit(stack)
+    assert _fits_counted(stack) == before + 2
+    [alarm] = stack.client("cloudwatch").describe_alarms(
+        AlarmNames=[f"{stack.name}-quality-model-stale"])["MetricAlarms"]
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"], alarm["TreatMissingData"]) == (
+        "VideoJobRouting", "QualityModelFits", [{"Name": "service", "Value": "routing-manager"}], "breaching")
