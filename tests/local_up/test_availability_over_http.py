@@ -62,6 +62,9 @@ def test_a_provider_region_out_fails_over_and_residency_is_kept(up: LocalUp, tmp
     routed = until(lambda: [e for e in up.events() if e["detail"].get("jobId") == moved["jobId"]], 30,
                    "the job's routed event")
     assert routed[0]["detail"]["providerRegion"] == "eu-west-1"
+    view = json.loads(up.cli("job", "show", moved["jobId"], "--json").stdout)
+    assert (view["provider"], view["providerRegion"], view["queue"]) == ("fal", "eu-west-1", "FalEuJobQueue")
+    assert f"fal/{moved['model']} in eu-west-1" in up.cli("job", "show", moved["jobId"]).stdout
     event = tmp_path / "job.json"
     event.write_text(json.dumps(job()))
     assert "failed over from us-east-1 disabled: fal us-east-1 outage" in up.cli("explain", "--live", str(event)).stdout

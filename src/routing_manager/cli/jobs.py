@@ -201,7 +201,8 @@ def _show(target: _Stack, job_id: str) -> dict[str, Any] | None:
     return {
         "jobId": job_id, "userId": detail.get("userId"), "outcome": OUTCOMES.get(record.get("status", ""), "unknown"),
         "status": record.get("status"), "provider": record.get("provider"), "model": record.get("model"),
-        "reason": _reason(record), "rule": decision.get("rule") if decision else None,
+        "providerRegion": record.get("providerRegion"), "reason": _reason(record),
+        "rule": decision.get("rule") if decision else None,
         "quoteUsd": record.get("quoteUsd"), "priority": record.get("priority"),
         "tableVersion": record.get("tableVersion"),
         "liveState": decision.get("liveState") if decision else None,
@@ -256,6 +257,8 @@ def _print_show(view: dict[str, Any]) -> None:
     line("user", view["userId"])
     line("outcome", f"{view['outcome']} ({view['status']})")
     route = f"{view['provider']}/{view['model']}" if view["provider"] else None
+    if route and view["providerRegion"] not in (None, "default"):  # "default": a provider listing no regions
+        route += f" in {view['providerRegion']}"
     line("route", route)
     line("reason", view["reason"])
     line("rule", view["rule"])

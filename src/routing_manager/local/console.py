@@ -288,8 +288,8 @@ def _job_page(job_id: str) -> str | None:
     for name in view["path"]:
         if definition["States"].get(name, {}).get("Type") == "Fail":
             marks[name] = "failed"
-    summary_fields = ("jobId", "userId", "prompt", "outcome", "provider", "model", "reason", "rule", "quoteUsd",
-                      "tableVersion", "queue", "messageId", "attempts", "at")
+    summary_fields = ("jobId", "userId", "prompt", "outcome", "provider", "model", "providerRegion", "reason",
+                      "rule", "quoteUsd", "tableVersion", "queue", "messageId", "attempts", "at")
     summary = "".join(f"<tr><th>{_e(k)}</th><td id='f-{_e(k)}'>{_e(view.get(k))}</td></tr>" for k in summary_fields)
     events = "".join(f"<li>{_e(e['detailType'])} at {_e(e['at'])}</li>" for e in view["events"]) or "<li>none</li>"
     executions = "".join(
