@@ -103,6 +103,11 @@ def test_a_function_past_its_timeout_is_killed_and_the_next_invoke_runs_in_a_new
     error, answer = invoke(lam, fn.name, {"sleep": 30})
     assert error == "Unhandled" and answer["errorType"] == "Sandbox.Timedout"
     assert answer["errorMessage"].endswith("Task timed out after 2.00 seconds")
+    # Where it was stuck is in its log: every thread's stack, the handler's sleep among them.
+    messages = [e["message"] for e in boto3.client("logs", region_name="us-east-1").filter_log_events(
+        logGroupName=f"/aws/lambda/{fn.name}")["events"]]
+    assert "Fatal Python error: Aborted" in messages
+    assert any(m.strip().startswith('File "') and m.strip().endswith("in handler") for m in messages), messages
     error, after = invoke(lam, fn.name, {})
     assert error is None and after["pid"] != first["pid"] and fn.cold_starts == 2
 

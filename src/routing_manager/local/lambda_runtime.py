@@ -89,6 +89,7 @@ def environment_of(config: FunctionConfig, endpoint_url: str, runtime_api: str, 
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "en_US.UTF-8", "TZ": ":UTC",
         "PYTHONPATH": str(config.code_dir), "PYTHONUNBUFFERED": "1",
+        "PYTHONFAULTHANDLER": "1",  # local only: a timed-out invocation's SIGABRT logs every thread's stack
         "LAMBDA_TASK_ROOT": str(config.code_dir), "_HANDLER": config.handler,
         "AWS_LAMBDA_RUNTIME_API": runtime_api, "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
         "AWS_LAMBDA_FUNCTION_NAME": config.name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
@@ -179,12 +180,21 @@ class Environment:
         else:
             self._next.put(invocation)
         if not invocation.done.wait(config.timeout) or invocation.result is None:
+            self._current = None  # the process's exit below is the timeout's, not an invocation's ExitError
+            self._dump_stacks()
             self.kill()
             invocation.result = Result(_error("Sandbox.Timedout", f"RequestId: {request_id} Error: Task timed out "
                                                                   f"after {config.timeout:.2f} seconds"), "Unhandled")
             invocation.done.set()
         self._current = None
         return invocation.result
+
+    def _dump_stacks(self, grace_sec: float = 2.0) -> None:
+        """Before the kill of a timed-out invocation: SIGABRT, which PYTHONFAULTHANDLER answers by printing
+        where every thread of the function was, into its log (Lambda only says "Task timed out")."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signal.SIGABRT)
+            self.exited.wait(grace_sec)  # the log reader has read the dump once the process is gone
 
     @property
     def alive(self) -> bool:
@@ -209,8 +219,9 @@ def _runtime_api_handler(env: Environment) -> type[BaseHTTPRequestHandler]:
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            with contextlib.suppress(ConnectionError):  # the runtime was killed (a timeout): no one to tell
+                self.end_headers()
+                self.wfile.write(body)
 
         def _body(self) -> bytes:
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
