@@ -51,3 +51,15 @@ def test_measure_counts_what_a_routed_a_rejected_and_a_duplicate_job_cost_on_the
     assert m["paths"]["ROUTED"]["requests"]["sqs"] == 1
     assert 100 < m["lambda_log_bytes_per_invocation"] < 4000  # one EMF line per decision
     assert m["claim_bytes"] < m["item_bytes"]
+
+
+def test_item_size_follows_dynamodbs_documented_rules() -> None:
+    # "DynamoDB item sizes and formats": name bytes + value; numbers 1 byte per 2 significant digits + 1.
+    assert cost_model.item_size({"jobId": {"S": "abc"}}) == 5 + 3
+    assert cost_model.item_size({"q": {"N": "0.6400"}}) == 1 + 2  # "64": leading and trailing zeroes trimmed
+    assert cost_model.item_size({"n": {"N": "12345"}}) == 1 + 4
+    assert cost_model.item_size({"shadow": {"NULL": True}, "ok": {"BOOL": False}}) == 7 + 3
+    assert cost_model.item_size({"executions": {"L": [{"S": "ab"}, {"S": "c"}]}}) == 10 + 3 + (1 + 2) + (1 + 1)
+    assert cost_model.item_size({"m": {"M": {"k": {"S": "v"}}}}) == 1 + 3 + 1 + 1 + 1
+    with pytest.raises(ValueError, match="SS"):
+        cost_model.item_size({"tags": {"SS": ["a"]}})
