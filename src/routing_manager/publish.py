@@ -83,10 +83,9 @@ def _bundled_table() -> tuple[dict[str, frozenset[str]], frozenset[str]]:
     from pathlib import Path
 
     from routing_core.loading import DEFAULT_TABLE, load_table
+    from routing_core.preferences import known_names
 
-    table = load_table(Path(os.environ.get("ROUTING_TABLE_PATH") or DEFAULT_TABLE))
-    return ({name: frozenset(spec.get("prices", {})) for name, spec in table["providers"].items()},
-            frozenset(region for spec in table["providers"].values() for region in spec.get("regions") or {}))
+    return known_names(load_table(Path(os.environ.get("ROUTING_TABLE_PATH") or DEFAULT_TABLE)))
 
 
 def entry_size(entry: dict[str, Any]) -> int:

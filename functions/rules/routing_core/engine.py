@@ -63,7 +63,7 @@ class Engine:
                             for region, queue in sorted((spec.get("regions") or {}).items(),
                                                         key=lambda entry: (entry[1]["failoverOrder"], entry[0]))],
             }
-        self.known_regions = frozenset(region for spec in self.providers.values() for region, _, _ in spec["regions"])
+        self.known_models, self.known_regions = preferences.known_names(table)
         self.rules = [
             (rule["name"], _compile_when(rule["when"]), _chain(rule.get("route") or [], table),
              strategies.Strategy(rule.get("strategy") or "order", rule.get("minQuality"), rule.get("maxExploration")),
@@ -93,7 +93,6 @@ class Engine:
         self.credits_per_usd = credits["creditsPerUsd"] if credits else None
         self.credit_exempt_tiers = frozenset(credits.get("exemptTiers", [])) if credits else frozenset()
         self.explicit_preferred = table.get("explicitProvider") == "preferred"
-        self.known_models = {name: frozenset(spec.get("prices", {})) for name, spec in table["providers"].items()}
         self._selector_cache: dict[Any, list[preferences.Selector]] = {}
         policies = {name: spec.get("dataPolicy") for name, spec in table["providers"].items()}
         self.consent_safe = frozenset(name for name, policy in policies.items()

@@ -97,6 +97,14 @@ def _parse_selectors(field: str, value: Any, known: Mapping[str, frozenset[str]]
     return selectors
 
 
+def known_names(table: Mapping[str, Any]) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
+    """What a job's `routing` may name, from a routing table: provider -> its priced models, and every
+    provider region. The engine and `publish`'s check both take them from here."""
+    providers = table["providers"]
+    return ({name: frozenset(spec.get("prices", {})) for name, spec in providers.items()},
+            frozenset(region for spec in providers.values() for region in spec.get("regions") or {}))
+
+
 def parse(detail: Mapping[str, Any], known: Mapping[str, frozenset[str]],
           cache: dict[Any, list[Selector]] | None = None, regions: frozenset[str] = frozenset()) -> Preferences | None:
     """The preferences, or None when the job states none; ValueError naming the field when malformed.
