@@ -45,7 +45,8 @@ class Candidate:
         return self.event is not None and self.status not in DONE
 
 
-def _time(text: Any) -> datetime | None:
+def utc_time(text: Any) -> datetime | None:
+    """An ISO 8601 time (a trailing Z allowed; UTC unless it says), or None for anything else."""
     if not isinstance(text, str):
         return None
     try:
@@ -101,8 +102,8 @@ def find(ddb: Any, sqs: Any, table: str, failure_queue: str | None, dlq: str | N
         event, problem = _stored_event(record)
         if record["status"] == "FAILED":
             by_job[job_id] = Candidate(job_id, "record", record.get("failureReason", "?"),
-                                       _time(record.get("failedAt")), event, status="FAILED", problem=problem)
-        elif (claimed := _time(record.get("claimedAt"))) and now - claimed > stale_after:
+                                       utc_time(record.get("failedAt")), event, status="FAILED", problem=problem)
+        elif (claimed := utc_time(record.get("claimedAt"))) and now - claimed > stale_after:
             by_job[job_id] = Candidate(job_id, "stale-claim", STALE_CLAIM_REASON, claimed, event,
                                        claimedBy=record.get("claimedBy"), status="CLAIMED", problem=problem)
 
@@ -179,7 +180,7 @@ def _add_event(by_job: dict[str, Candidate], others: list[Candidate], ddb: Any, 
                             ProjectionExpression="#s", ExpressionAttributeNames={"#s": "status"}).get("Item")
         status = item["status"]["S"] if item and "status" in item else None
     readable = isinstance(event, dict) and isinstance(event.get("detail"), dict)
-    candidate = Candidate(job_id, source, reason, _time(event.get("time")) if isinstance(event, dict) else None,
+    candidate = Candidate(job_id, source, reason, utc_time(event.get("time")) if isinstance(event, dict) else None,
                           event if readable else None, status=status, messages=[receipt],
                           problem=None if readable else "the message holds no event detail")
     if job_id:

@@ -312,3 +312,22 @@ def test_every_command_is_in_the_readme_table() -> None:
     rows = "\n".join(line.split(" | ")[0] for line in readme.splitlines() if line.startswith("| `routing-manager "))
     missing = [name for name in commands(typer.main.get_command(app)) if name not in rows]
     assert missing == [], f"commands missing from README.md's CLI table: {missing}"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2026-12-07T10:00:00Z", "2026-12-07T10:00:00+00:00"),
+    ("2026-12-07T10:00:00", "2026-12-07T10:00:00+00:00"),  # no offset: UTC, as the help says
+    ("2026-12-07T12:00:00+02:00", "2026-12-07T12:00:00+02:00"),
+])
+def test_replay_since_takes_an_iso_time_utc_unless_it_says(text: str, expected: str) -> None:
+    from routing_manager.cli.replay import _since
+
+    assert _since(text).isoformat() == expected
+
+
+def test_replay_since_takes_a_duration_back_from_now() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from routing_manager.cli.replay import _since
+
+    assert abs(datetime.now(UTC) - timedelta(hours=2) - _since("2h")) < timedelta(seconds=5)

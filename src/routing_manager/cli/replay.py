@@ -35,11 +35,12 @@ def _since(text: str) -> datetime:
         return datetime.now(UTC) - _duration(text)
     except typer.BadParameter:
         pass
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(f"{text!r}: give an ISO 8601 time or a duration such as 2h") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    from routing_manager.replay import utc_time
+
+    parsed = utc_time(text)
+    if parsed is None:
+        raise typer.BadParameter(f"{text!r}: give an ISO 8601 time or a duration such as 2h")
+    return parsed
 
 
 @app.command(epilog="Exit codes: 0 listed or replayed; 1 AWS unreachable or refused; 2 bad options.")
