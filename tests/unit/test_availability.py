@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 import pytest
-from routing_core.availability import Availability, by_provider, items_from_status, state_of
+from routing_core.availability import Availability, by_provider, items_from_status, query_pages, state_of
 from routing_core.engine import Engine
 from routing_core.live import LiveState
 from routing_core.loading import DEFAULT_TABLE, load_table
@@ -149,3 +149,22 @@ def test_of_100_jobs_claiming_the_probe_at_once_exactly_one_wins() -> None:
         # The same job deciding again (a restarted execution) is still the probe; another is not.
         assert environments[0].claim_probe("fal#wan-i2v", won[0])
         assert not environments[0].claim_probe("fal#wan-i2v", "job-late")
+
+
+def test_query_pages_follows_every_page_of_a_query() -> None:
+    """A Query answers 1 MB at most: the control-state, statistics and version reads must read on."""
+    with mocked_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(TableName="state", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                    {"AttributeName": "sk", "KeyType": "RANGE"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                               {"AttributeName": "sk", "AttributeType": "S"}])
+        for n in range(5):
+            ddb.put_item(TableName="state", Item={"pk": {"S": "state"}, "sk": {"S": f"s{n}"}})
+        request = {"TableName": "state", "KeyConditionExpression": "pk = :pk", "Limit": 2,
+                   "ExpressionAttributeValues": {":pk": {"S": "state"}}}
+        pages = list(query_pages(ddb, request))
+    assert [len(page["Items"]) for page in pages] == [2, 2, 1]
+    assert [item["sk"]["S"] for page in pages for item in page["Items"]] == [f"s{n}" for n in range(5)]
+    assert "ExclusiveStartKey" not in request  # the caller's request is left as it was

@@ -14,7 +14,7 @@ Plain Python: the rules Lambda imports it at cold start.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 State = Literal["available", "disabled", "open", "half_open", "saturated"]
@@ -50,6 +50,17 @@ def plain(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         (kind, value), = typed.items()
         values[key] = float(value) if kind == "N" else None if kind == "NULL" else value
     return values
+
+
+def query_pages(ddb: Any, request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every page of a DynamoDB Query (a page holds at most 1 MB), following LastEvaluatedKey."""
+    request = dict(request)
+    while True:
+        page = ddb.query(**request)
+        yield page
+        if "LastEvaluatedKey" not in page:
+            return
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def state_of(item: Item | None, now: float) -> tuple[State, str | None, float | None]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from routing_core import quality
 from routing_core import stats as live_stats
-from routing_core.availability import STATE_PK, Availability, plain, split_scope
+from routing_core.availability import STATE_PK, Availability, plain, query_pages, split_scope
 
 MAX_AGE_SEC = 2.0  # the staleness the routing decision may have (docs/AVAILABILITY.md)
 ERROR_LOG_EVERY_SEC = 60.0  # an unreadable table is logged at its first failure, then once a minute
@@ -138,17 +138,14 @@ class LiveState:
             "ExpressionAttributeValues": {":pk": {"S": STATE_PK}}, "ConsistentRead": True,
         }
         try:
-            while True:
-                page = self.client.query(**request)
+            for page in query_pages(self.client, request):
                 self.reads += 1
                 for item in page.get("Items", []):
                     values = plain(item)
                     del values["pk"]
                     items[values.pop("sk")] = values
-                if "LastEvaluatedKey" not in page:
-                    self._read_ok_at = started
-                    return items
-                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            self._read_ok_at = started
+            return items
         except Exception as exc:  # routing goes on with the last state read, and says so
             if self.strict:
                 raise

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from routing_core.availability import STATE_PK, iso
+from routing_core.availability import STATE_PK, iso, query_pages
 
 TABLE_PK = "table"
 POINTER_SK = "#table"
@@ -213,13 +213,10 @@ def versions(ddb: Any, table_name: str) -> list[dict[str, Any]]:
                                "ProjectionExpression": "version, sha256, #by, #at, note",
                                "ExpressionAttributeNames": {"#by": "by", "#at": "at"},
                                "ExpressionAttributeValues": {":pk": {"S": TABLE_PK}}}
-    while True:
-        page = ddb.query(**request)
+    for page in query_pages(ddb, request):
         found += [{"version": int(item["version"]["N"]), "sha256": item["sha256"]["S"], "by": item["by"]["S"],
                    "at": item["at"]["S"], "note": item.get("note", {}).get("S")} for item in page.get("Items", [])]
-        if "LastEvaluatedKey" not in page:
-            return found
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return found
 
 
 def read_version(ddb: Any, table_name: str, version: int) -> dict[str, Any]:

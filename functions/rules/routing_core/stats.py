@@ -25,7 +25,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from routing_core.availability import iso
+from routing_core.availability import iso, query_pages
 
 STATS_PK = "stats"
 BUCKET_SEC = 300
@@ -89,13 +89,7 @@ def read(ddb: Any, table: str, now: float, span: float = KEEP_SEC) -> list[dict[
     request: dict[str, Any] = {
         "TableName": table, "KeyConditionExpression": "pk = :pk AND sk >= :since", "ConsistentRead": True,
         "ExpressionAttributeValues": {":pk": {"S": STATS_PK}, ":since": {"S": f"{bucket_of(now - span):010d}"}}}
-    items: list[dict[str, Any]] = []
-    while True:
-        page = ddb.query(**request)
-        items += page.get("Items", [])
-        if "LastEvaluatedKey" not in page:
-            return items
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return [item for page in query_pages(ddb, request) for item in page.get("Items", [])]
 
 
 def summarise(items: Iterable[Mapping[str, Mapping[str, str]]], now: float,
