@@ -117,16 +117,22 @@ def test_by_provider_summarises_for_the_heartbeat() -> None:
         ("fal", False, True), ("replicate", True, False)]
 
 
+def _control_table() -> Any:
+    """A client and a table named "state" keyed like the control table (pk, sk), in the active mock."""
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    ddb.create_table(TableName="state", BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                {"AttributeName": "sk", "KeyType": "RANGE"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                           {"AttributeName": "sk", "AttributeType": "S"}])
+    return ddb
+
+
 def test_of_100_jobs_claiming_the_probe_at_once_exactly_one_wins() -> None:
     """Each job in its own execution environment (its own cache), all at the same moment."""
     moto_adapters.install()  # DynamoDB's atomic conditional writes (moto alone races: see its gap test)
     with mocked_aws():
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(TableName="state", BillingMode="PAY_PER_REQUEST",
-                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                    {"AttributeName": "sk", "KeyType": "RANGE"}],
-                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                               {"AttributeName": "sk", "AttributeType": "S"}])
+        ddb = _control_table()
         ddb.put_item(TableName="state", Item={"pk": {"S": "state"}, "sk": {"S": "fal#wan-i2v"},
                                               "breakerOpenUntil": {"N": "1"}})
         environments = [LiveState("state", client=ddb) for _ in range(100)]
@@ -154,12 +160,7 @@ def test_of_100_jobs_claiming_the_probe_at_once_exactly_one_wins() -> None:
 def test_query_pages_follows_every_page_of_a_query() -> None:
     """A Query answers 1 MB at most: the control-state, statistics and version reads must read on."""
     with mocked_aws():
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(TableName="state", BillingMode="PAY_PER_REQUEST",
-                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                    {"AttributeName": "sk", "KeyType": "RANGE"}],
-                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                               {"AttributeName": "sk", "AttributeType": "S"}])
+        ddb = _control_table()
         for n in range(5):
             ddb.put_item(TableName="state", Item={"pk": {"S": "state"}, "sk": {"S": f"s{n}"}})
         request = {"TableName": "state", "KeyConditionExpression": "pk = :pk", "Limit": 2,
